@@ -1,0 +1,48 @@
+import os
+
+import pytest
+
+from yt8m_kit.fileio import atomic_open, atomic_path, parse_size
+
+
+def test_atomic_open_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("half")
+            raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_open_replaces_existing(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with atomic_open(target) as f:
+        f.write("new")
+    assert target.read_text() == "new"
+    assert os.listdir(tmp_path) == ["out.csv"]
+
+
+def test_atomic_path_directory(tmp_path):
+    target = tmp_path / "ckpt-1"
+    with atomic_path(target) as tmp:
+        os.makedirs(tmp)
+        open(os.path.join(tmp, "a"), "w").write("x")
+        assert not target.exists()
+    assert (target / "a").read_text() == "x"
+    assert os.listdir(tmp_path) == ["ckpt-1"]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("1GB", 10**9), ("995MB", 995 * 10**6), ("1GiB", 2**30), ("500M", 500 * 2**20),
+    ("123456", 123456), ("1.5kb", 1500), ("2 MiB", 2 * 2**20), ("1e9", 10**9),
+])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "GB", "1XB", "-5"])
+def test_parse_size_rejects(bad):
+    with pytest.raises(ValueError, match="cannot read size"):
+        parse_size(bad)

@@ -1,0 +1,157 @@
+"""The built-in demo: the whole pipeline, end to end, on generated data (`make demo`).
+
+Every stage runs the real command a user would type (synth, inspect, train, average,
+evaluate, submit.py, inference.py, upload dry run), so the demo proves the commands, not a
+shortcut around them. About 10 minutes on 2 cores.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from yt8m_kit.errors import Yt8mError, cli_main
+from yt8m_kit.fileio import atomic_open
+
+# The paper's six sub-models, in their tiny variants (same architecture, < 1M parameters).
+DEMO_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Stage:
+    """Runs one command, shows it, times it, and keeps what it printed on stdout."""
+
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
+        self.timings = []
+
+    def run(self, title, args, capture_json=False):
+        cmd = [sys.executable] + [str(a) for a in args]
+        shown = " ".join(os.path.relpath(a, ROOT) if os.path.isabs(a) else a for a in map(str, args))
+        print(f"\n==> {title}\n    $ python {shown}", flush=True)
+        start = time.perf_counter()
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, text=True,
+            stdout=subprocess.PIPE if capture_json else None,
+        )
+        seconds = time.perf_counter() - start
+        self.timings.append((title, seconds))
+        if proc.returncode != 0:
+            raise Yt8mError(f"demo stage '{title}' failed (exit {proc.returncode}): python {shown}")
+        print(f"    done in {seconds:.1f}s", flush=True)
+        if capture_json:
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+        return None
+
+
+def run_demo(out, videos=1500, classes=40, steps=300, batch_size=32, keep=4, budget="1MiB", seed=0):
+    """Run the pipeline into `out`; return the summary dict it prints."""
+    out = os.path.abspath(out)
+    if os.path.exists(out):
+        shutil.rmtree(out)
+    data, runs, sub = (os.path.join(out, d) for d in ("data", "runs", "submission"))
+    train_glob, valid_glob, test_glob = (os.path.join(data, f"{s}*.tfrecord") for s in ("train", "validate", "test"))
+    stage = Stage(out)
+    summary = {"out": out, "models": {}}
+
+    stage.run("Generate frame-level data in the real YouTube-8M format",
+              ["-m", "yt8m_kit.synth", "--out", data, "--level", "frame", "--videos", videos,
+               "--seed", seed, "--classes", classes])
+    summary["data"] = stage.run("Inspect it (every record's length and CRC)",
+                                ["-m", "yt8m_kit.inspect", os.path.join(data, "*.tfrecord"), "--json"],
+                                capture_json=True)
+
+    for name in DEMO_MODELS:
+        run_dir = os.path.join(runs, name)
+        stage.run(f"Train {name}_tiny",
+                  ["-m", "yt8m_kit.train", "--model", f"{name}_tiny", "--train", train_glob,
+                   "--out", run_dir, "--steps", steps, "--batch-size", batch_size,
+                   "--checkpoint-every", steps // 6, "--keep", keep, "--seed", seed])
+        members = []
+        for ckpt in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))[-keep:]:
+            metrics = stage.run(f"Evaluate {name} {ckpt}",
+                                ["-m", "yt8m_kit.evaluate", "--checkpoint", os.path.join(run_dir, ckpt),
+                                 "--data", valid_glob, "--json"], capture_json=True)
+            members.append(metrics["gap"])
+        stage.run(f"Average the last {keep} checkpoints of {name}",
+                  ["-m", "yt8m_kit.average", run_dir, "--last", keep])
+        averaged = stage.run(f"Evaluate {name} averaged",
+                             ["-m", "yt8m_kit.evaluate", "--checkpoint", run_dir, "--data", valid_glob,
+                              "--json"], capture_json=True)
+        summary["models"][name] = {
+            "run": run_dir, "checkpoint_gaps": members,
+            "mean_checkpoint_gap": sum(members) / len(members), "averaged_gap": averaged["gap"],
+        }
+
+    stage.run(f"Plan the ensemble under a {budget} budget (python submit.py)",
+              ["submit.py", "--budget", budget, "--runs", runs, "--valid", valid_glob, "--out", sub])
+    with open(os.path.join(sub, "plan.json")) as f:
+        summary["plan"] = json.load(f)
+
+    csv_path = os.path.join(out, "submission.csv")
+    stage.run("Inference with 10 repeats on the test split, upload dry run (python inference.py)",
+              ["inference.py", "--model", sub, "--input", test_glob, "--repeats", 10,
+               "--output", csv_path, "--seed", seed, "--dry-run"])
+    valid_csv = os.path.join(out, "validate.csv")
+    stage.run("The same ensemble on the validation split, to score the CSV path",
+              ["inference.py", "--model", sub, "--input", valid_glob, "--repeats", 10,
+               "--output", valid_csv, "--seed", seed])
+    summary["csv_metrics"] = stage.run("Score that CSV (python -m yt8m_kit.evaluate --predictions)",
+                                       ["-m", "yt8m_kit.evaluate", "--predictions", valid_csv,
+                                        "--data", valid_glob, "--json"], capture_json=True)
+    summary["submission_csv"] = csv_path
+    summary["timings"] = stage.timings
+    return summary
+
+
+def print_summary(s):
+    print("\n" + "=" * 78)
+    print("Demo summary")
+    print("=" * 78)
+    d = s["data"]
+    print(f"data: {d['files']} files, {d['videos']} videos, level {d['level']}, version {d['version']}, "
+          f"corrupt records: {len(d['corrupt'])}")
+    print(f"\n{'model (tiny)':<16}{'checkpoint GAPs (last K)':<34}{'mean':>8}{'averaged':>10}")
+    for name, m in s["models"].items():
+        gaps = " ".join(f"{g:.4f}" for g in m["checkpoint_gaps"])
+        flag = "" if m["averaged_gap"] >= m["mean_checkpoint_gap"] else "  (below mean)"
+        print(f"{name:<16}{gaps:<34}{m['mean_checkpoint_gap']:>8.4f}{m['averaged_gap']:>10.4f}{flag}")
+    p = s["plan"]
+    print(f"\nplan: budget {p['budget_bytes']:,} B, total {p['total_bytes']:,} B, artifact "
+          f"{p['artifact_bytes']:,} B on disk, validation GAP {p['validation_gap']:.4f}")
+    for m in p["members"]:
+        print(f"  member {m['model']:<22}{m['precision']:<10}{m['bytes']:>12,} B  GAP {m['gap']:.4f}")
+    c = s["csv_metrics"]
+    print(f"\nensemble CSV on validation, 10 repeats: GAP {c['gap']:.4f}  Hit@1 {c['hit_at_1']:.4f}  "
+          f"PERR {c['perr']:.4f}  mAP {c['map']:.4f}  ({c['videos']} videos)")
+    total = sum(t for _, t in s["timings"])
+    print(f"\nproduced under {s['out']}:")
+    print("  data/         generated train/validate/test TFRecords (frame level)")
+    print("  runs/NAME/    checkpoints, ckpt-averaged, TensorBoard logs, cached predictions")
+    print("  submission/   ensemble.keras, ensemble.json, model.tgz, plan.json, plan.png")
+    print(f"  submission.csv  Kaggle CSV for the test split (validated; upload dry run)")
+    print(f"total time {total / 60:.1f} min")
+
+
+@cli_main
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m yt8m_kit.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="demo_out", help="output folder, replaced if it exists (default: demo_out)")
+    p.add_argument("--videos", type=int, default=1500, help="videos to generate (default: 1500)")
+    p.add_argument("--steps", type=int, default=300, help="training steps per model (default: 300)")
+    p.add_argument("--budget", default="1MiB", help="ensemble size budget (default: 1MiB, which forces choices)")
+    args = p.parse_args(argv)
+    summary = run_demo(args.out, videos=args.videos, steps=args.steps, budget=args.budget)
+    print_summary(summary)
+    with atomic_open(os.path.join(args.out, "summary.json")) as f:
+        json.dump(summary, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
