@@ -1,0 +1,168 @@
+"""Score predictions against labelled YouTube-8M records: GAP@20, Hit@1, PERR, mAP.
+
+  python -m yt8m_kit.evaluate --predictions submission.csv --data 'validate*.tfrecord' [--json]
+  python -m yt8m_kit.evaluate --checkpoint RUN_DIR --data 'validate*.tfrecord' [--repeats 10]
+      [--seed 0] [--batch-size 64] [--save-predictions preds.h5] [--json]
+
+CSV mode: a video in the data but not in the CSV is scored as an empty row (no predictions; its
+labels still count) and the output says how many ("missing_from_csv"). A video in the CSV but not
+in the data is an error (usually the wrong --data pattern or the wrong CSV); --ignore-extra-ids
+turns it into a warning and skips those rows ("extra_in_csv"). Checkpoint mode delegates to
+yt8m_kit.predict.evaluate_checkpoint. Metrics: yt8m_kit.metrics (official tie order; mAP from the
+retained top-20 predictions, over classes with at least one positive).
+--json prints exactly one JSON object on stdout; everything else goes to stderr.
+"""
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from yt8m_kit import NUM_CLASSES, TOP_K
+from yt8m_kit.errors import ConfigError, DataError, cli_main
+from yt8m_kit.metrics import Evaluator
+
+KEYS = ("gap", "hit_at_1", "perr", "map", "videos")
+
+
+def evaluate_csv(csv_path, ids, labels, *, num_classes=NUM_CLASSES, top_k=TOP_K, chunk=4096,
+                 ignore_extra_ids=False, warn=None):
+    """Score a Kaggle CSV against (ids, labels) -> {gap, hit_at_1, perr, map, videos, missing_from_csv}.
+
+    ids: video ids (str or bytes); labels: one int array of class indices per id.
+    warn: optional callable(str) for the extra-ids warning (only with ignore_extra_ids).
+    """
+    from yt8m_kit.submission import read_csv, video_id_str
+
+    ids = [video_id_str(i) for i in ids]
+    if len(ids) != len(labels):
+        raise DataError(f"{len(ids)} ids but {len(labels)} label lists")
+    if not any(len(labs) for labs in labels):
+        raise DataError("the data has no labels (a test split?): evaluation needs labelled records, "
+                        "e.g. validate*.tfrecord")
+    row_of = {video_id: row for row, video_id in enumerate(ids)}
+    if len(row_of) != len(ids):
+        raise DataError("the data holds a video id twice: cannot match CSV rows to labels")
+    # Rows are scored in data order, whatever the CSV's order (the official tie order follows it).
+    indices = np.full((len(ids), top_k), -1, np.int32)
+    values = np.zeros((len(ids), top_k), np.float32)
+    seen = np.zeros(len(ids), bool)
+    extra = []
+    rows = read_csv(csv_path, num_classes=num_classes, max_pairs=top_k)
+    for line, (video_id, labs, confs) in enumerate(rows, start=2):  # one row per line after the header
+        row = row_of.get(video_id)
+        if row is None:
+            extra.append(video_id)
+            continue
+        if seen[row]:
+            raise DataError(f"video {video_id!r} appears twice", file=csv_path, record=f"line {line}")
+        seen[row] = True
+        indices[row, :labs.size], values[row, :confs.size] = labs, confs
+    if extra and not ignore_extra_ids:
+        raise DataError(f"{len(extra)} video(s) in the CSV are not in the data, e.g. {extra[:5]}: check "
+                        "--data (it must cover the CSV's videos) or pass --ignore-extra-ids to skip them",
+                        file=csv_path)
+    evaluator = Evaluator(num_classes=num_classes, top_k=top_k)
+    for start in range(0, len(ids), chunk):  # videos missing from the CSV are empty rows (all -1)
+        stop = start + chunk
+        evaluator.add_topk(indices[start:stop], values[start:stop], labels[start:stop])
+    missing = np.flatnonzero(~seen)
+    result = dict(evaluator.result(), missing_from_csv=int(missing.size))
+    if ignore_extra_ids:
+        result["extra_in_csv"] = len(extra)
+        if extra and warn:
+            warn(f"warning: skipped {len(extra)} CSV row(s) whose videos are not in the data, "
+                 f"e.g. {extra[:5]}")
+    return result
+
+
+def format_report(result, source):
+    lines = [f"evaluated {source}",
+             f"  videos   {result['videos']}"]
+    if "missing_from_csv" in result:
+        lines[-1] += f"  ({result['missing_from_csv']} missing from the CSV, scored as empty rows)"
+    if result.get("extra_in_csv"):
+        lines.append(f"  skipped  {result['extra_in_csv']} CSV rows not in the data")
+    lines += [f"  GAP@20   {result['gap']:.6f}",
+              f"  Hit@1    {result['hit_at_1']:.6f}",
+              f"  PERR     {result['perr']:.6f}",
+              f"  mAP      {result['map']:.6f}  (from the retained top-20 predictions, as the "
+              "official tools; over classes with at least one positive)"]
+    return "\n".join(lines)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m yt8m_kit.evaluate",
+        description="Score a Kaggle CSV or a checkpoint on labelled records: GAP@20, Hit@1, PERR, mAP.",
+        epilog="CSV mode: videos missing from the CSV count as empty rows; CSV videos absent from "
+               "the data are an error unless --ignore-extra-ids.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--predictions", metavar="CSV", help="a Kaggle CSV (VideoId,LabelConfidencePairs)")
+    source.add_argument("--checkpoint", metavar="PATH", help="a checkpoint directory or a training RUN_DIR")
+    p.add_argument("--data", required=True, metavar="PATTERN",
+                   help="labelled TFRecords (glob), e.g. 'validate*.tfrecord'")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--save-predictions", metavar="FILE.h5",
+                   help="checkpoint mode: also write the scores (yt8m_kit.predictions format)")
+    p.add_argument("--repeats", type=int, help="checkpoint mode: frame samplings averaged (default 1)")
+    p.add_argument("--seed", type=int, help="checkpoint mode: frame sampling seed (default 0)")
+    p.add_argument("--batch-size", type=int, metavar="B",
+                   help="videos per batch (checkpoint mode: model batch; CSV mode: rows per chunk)")
+    p.add_argument("--ignore-extra-ids", action="store_true",
+                   help="CSV mode: skip CSV rows whose videos are not in the data (warn) instead of failing")
+    return p
+
+
+def run(args, warn):
+    """Parsed arguments -> result dict."""
+    if args.batch_size is not None and args.batch_size <= 0:
+        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.predictions:
+        flags = (("--save-predictions", args.save_predictions), ("--repeats", args.repeats),
+                 ("--seed", args.seed))
+        used = [flag for flag, value in flags if value is not None]
+        if used:
+            raise ConfigError(f"{', '.join(used)} only apply with --checkpoint "
+                              "(a CSV is already predictions)")
+        from yt8m_kit.data import read_ids_and_labels
+
+        ids, labels = read_ids_and_labels(args.data)
+        return evaluate_csv(args.predictions, ids, labels, chunk=args.batch_size or 4096,
+                            ignore_extra_ids=args.ignore_extra_ids, warn=warn)
+    if args.ignore_extra_ids:
+        raise ConfigError("--ignore-extra-ids only applies with --predictions CSV")
+    if args.repeats is not None and args.repeats < 1:
+        raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    from yt8m_kit.predict import evaluate_checkpoint
+
+    kwargs = {"repeats": 1 if args.repeats is None else args.repeats,
+              "seed": 0 if args.seed is None else args.seed,
+              "save_predictions": args.save_predictions}
+    if args.batch_size is not None:
+        kwargs["batch_size"] = args.batch_size
+    result = dict(evaluate_checkpoint(args.checkpoint, args.data, **kwargs))
+    missing = [k for k in KEYS if k not in result]
+    if missing:
+        raise DataError(f"evaluate_checkpoint returned no {missing}", file=args.checkpoint)
+    return result
+
+
+@cli_main
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+
+    def warn(message):
+        print(message, file=sys.stderr)
+
+    result = run(args, warn)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(format_report(result, args.predictions or args.checkpoint))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
