@@ -1,0 +1,196 @@
+"""The model registry: every registered model builds, trains, saves, ignores padding, casts to
+bfloat16; the six paper models match Table 1 and fit 1 GiB together in bfloat16."""
+
+import gc
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from yt8m_kit import FEATURE_DIM, NUM_CLASSES  # noqa: E402
+from yt8m_kit.errors import ConfigError  # noqa: E402
+from yt8m_kit.models import create_model, list_models, model_info  # noqa: E402
+
+PAPER = ["lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru"]
+# Heavy checks run on every tiny variant and on the (small) video-level models.
+LIGHT = [n for n in list_models() if n.endswith("_tiny") or model_info(n)["level"] == "video"]
+FRAME_TINY = list_models("*_tiny")
+
+
+def batch(name, seed=0, b=3, t=12, counts=(12, 5, 1)):
+    rng = np.random.default_rng(seed)
+    if model_info(name)["level"] == "video":
+        return {"features": rng.normal(size=(b, FEATURE_DIM)).astype("float32")}
+    return {"frames": rng.normal(size=(b, t, FEATURE_DIM)).astype("float32"),
+            "num_frames": np.array(counts, "int32")}
+
+
+def predict(model, x, graph=False):
+    """Inference-mode outputs; graph=True runs under tf.function (a 300-step GRU is slow eagerly)."""
+    call = tf.function(lambda inputs: model(inputs, training=False)) if graph else model
+    return keras.ops.convert_to_numpy(call(x) if graph else call(x, training=False))
+
+
+@pytest.fixture(scope="module")
+def paper_params():
+    """Parameter counts of the paper-size models, each built once (up to ~600 MB each)."""
+    counts = {}
+    for name in PAPER:
+        model = create_model(name)
+        counts[name] = model.count_params()
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+    return counts
+
+
+def test_registry_lists_every_required_model():
+    required = set(PAPER) | {"netvlad", "video_logistic", "video_moe", "video"}
+    required |= {f"{n}_tiny" for n in PAPER + ["netvlad"]}
+    assert required <= set(list_models())
+    assert list_models("*_tiny") == sorted(f"{n}_tiny" for n in PAPER + ["netvlad"])
+    assert {model_info(n)["level"] for n in PAPER} == {"frame"}
+    assert model_info("soft_bof_4k")["paper_mib"] == 109 and model_info("video")["paper_mib"] is None
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_output_shape_range_and_tiny_size(name):
+    model = create_model(name)
+    out = model(batch(name))
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    out = keras.ops.convert_to_numpy(out)
+    assert out.shape == (3, NUM_CLASSES)
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    if name.endswith("_tiny"):
+        assert model.count_params() < 1_000_000
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_save_and_load_give_identical_outputs(name, tmp_path):
+    model = create_model(name)
+    x = batch(name)
+    before = predict(model, x)
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(predict(loaded, x), before)
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_every_trainable_weight_gets_a_gradient(name):
+    model = create_model(name)
+    x = batch(name, counts=(12, 7, 4))
+    labels = (np.random.default_rng(1).random((3, NUM_CLASSES)) < 0.3).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = keras.losses.binary_crossentropy(labels, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    dead = [v.path for v, g in zip(model.trainable_weights, grads)
+            if g is None or not np.any(keras.ops.convert_to_numpy(g))]
+    assert not dead, f"{name}: no gradient for {dead}"
+
+
+@pytest.mark.parametrize("name", FRAME_TINY)
+def test_padding_changes_nothing(name):
+    model = create_model(name)
+    counts = (9, 4, 1)
+    x = batch(name, t=9, counts=counts)
+    base = predict(model, x)
+    padded = np.random.default_rng(2).normal(scale=50, size=(3, 300, FEATURE_DIM)).astype("float32")
+    padded[:, :9] = x["frames"]
+    for i, n in enumerate(counts):
+        padded[i, n:9] = 1e4  # garbage inside the original window too
+    np.testing.assert_allclose(predict(model, {"frames": padded, "num_frames": x["num_frames"]}, graph=True),
+                               base, atol=1e-5)
+    alone = predict(model, {"frames": x["frames"][1:2, :4], "num_frames": np.array([4], "int32")})
+    np.testing.assert_allclose(alone[0], base[1], atol=1e-5)
+
+
+# |p_bf16 - p_fp32| over all 3862 probabilities: bf16 keeps 8 significant bits (2^-8 = 0.004
+# relative); measured max 0.006 (video_logistic), mean <= 0.0012 on these random models.
+BF16_MAX, BF16_MEAN = 0.01, 0.002
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_bfloat16_cast_moves_outputs_little(name):
+    ref = create_model(name)
+    low = create_model(name, dtype="bfloat16")
+    low.set_weights([w.astype(keras.backend.standardize_dtype(v.dtype))
+                     for w, v in zip(ref.get_weights(), low.weights)])
+    assert {keras.backend.standardize_dtype(v.dtype) for v in low.trainable_weights} == {"bfloat16"}
+    x = batch(name)
+    out = low(x, training=False)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    diff = np.abs(keras.ops.convert_to_numpy(out) - predict(ref, x))
+    assert diff.max() <= BF16_MAX and diff.mean() <= BF16_MEAN, f"{name}: bf16 moved outputs by {diff.max()}"
+
+
+def test_mixed_bfloat16_keeps_float32_variables_and_output():
+    model = create_model("lfnl_netvlad_tiny", dtype="mixed_bfloat16")
+    assert {keras.backend.standardize_dtype(v.dtype) for v in model.weights} == {"float32"}
+    assert model.get_layer("moe").compute_dtype == "bfloat16"
+    out = model(batch("lfnl_netvlad_tiny"))
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+def test_overrides_change_the_model_and_bad_ones_are_refused():
+    small = create_model("video", hidden=(8,), experts=0, context_gating=False)
+    assert small.get_layer("logistic") is not None and small.count_params() < 100_000
+    assert create_model("gru_tiny", units=4).get_layer("gru").units == 4
+    with pytest.raises(ConfigError, match=r"unknown override.*'clusters'.*valid keys:.*num_clusters"):
+        create_model("soft_bof_4k", clusters=10)
+    with pytest.raises(ConfigError, match="unknown model 'lfnl_netvald'.*lfnl_netvlad"):
+        create_model("lfnl_netvald")
+    with pytest.raises(ConfigError, match="dtype 'float16'"):
+        create_model("video_moe", dtype="float16")
+    with pytest.raises(ConfigError, match=r"number of clusters \(0\)"):
+        create_model("soft_bof_4k_tiny", num_clusters=0)
+    info = model_info("video")
+    info["defaults"]["experts"] = 99  # a copy: the registry is unchanged
+    assert model_info("video")["defaults"]["experts"] != 99
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_paper_model_within_10_percent_of_table_1(name, paper_params):
+    mib = paper_params[name] * 4 / 2**20
+    paper = model_info(name)["paper_mib"]
+    assert abs(mib - paper) <= 0.10 * paper, f"{name}: {mib:.1f} MiB vs paper {paper} MiB"
+
+
+def test_six_paper_models_fit_1_gib_in_bfloat16(paper_params):
+    total = sum(paper_params[n] for n in PAPER) * 2
+    assert total < 2**30, f"six models in bf16: {total / 2**20:.1f} MiB"
+
+
+def test_netvlad_is_lfnl_netvlad_without_non_local_blocks():
+    plain, lfnl = create_model("netvlad_tiny"), create_model("lfnl_netvlad_tiny")
+    non_local = sum(layer.count_params() for layer in lfnl.layers if layer.name.endswith("_non_local"))
+    assert non_local > 0 and plain.count_params() == lfnl.count_params() - non_local
+
+
+def test_cli_json_reports_sizes(capsys):
+    from yt8m_kit.models.__main__ import main
+
+    assert main(["--json", "--pattern", "gru_tiny"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    params = create_model("gru_tiny").count_params()
+    assert rows == [{"name": "gru_tiny", "params": params, "bytes_fp32": 4 * params,
+                     "bytes_bf16": 2 * params, "paper_mib": None}]
+    assert main(["--pattern", "nothing*"]) == 2
+
+
+def test_model_inputs_selects_the_reader_keys_a_model_takes():
+    from yt8m_kit.models import model_inputs
+
+    model = create_model("soft_bof_4k_tiny")
+    reader_batch = dict(batch("soft_bof_4k_tiny"), id=np.array([b"a", b"b", b"c"]),
+                        labels=np.zeros((3, NUM_CLASSES), "float32"))
+    picked = model_inputs(model, reader_batch)
+    assert sorted(picked) == ["frames", "num_frames"]
+    np.testing.assert_array_equal(predict(model, picked), predict(model, batch("soft_bof_4k_tiny")))
+    with pytest.raises(ConfigError, match=r"needs input\(s\) \['features'\]"):
+        model_inputs(create_model("video_logistic"), reader_batch)

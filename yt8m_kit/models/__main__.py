@@ -1,0 +1,72 @@
+"""List the registered models with their sizes: python -m yt8m_kit.models [--json] [--pattern P].
+
+Builds each model once (paper-size ones allocate up to ~600 MB each, ~30 s for all on 2 cores).
+Bytes are parameter bytes: fp32 = 4 per parameter, bf16 = 2 (as after the bfloat16 cast).
+"""
+
+import argparse
+import contextlib
+import gc
+import json
+import sys
+
+from yt8m_kit.errors import ConfigError, cli_main
+
+
+def model_sizes(names):
+    """[{name, level, params, bytes_fp32, bytes_bf16, paper_mib}] for each name (builds each)."""
+    import keras
+
+    from yt8m_kit.models import create_model, model_info
+
+    bar = keras.utils.Progbar(len(names)) if len(names) > 1 else None
+    rows = []
+    for i, name in enumerate(names):
+        model = create_model(name)
+        params = int(model.count_params())
+        info = model_info(name)
+        rows.append({"name": name, "level": info["level"], "params": params, "bytes_fp32": 4 * params,
+                     "bytes_bf16": 2 * params, "paper_mib": info["paper_mib"]})
+        del model
+        keras.backend.clear_session()
+        gc.collect()
+        if bar is not None:
+            with contextlib.redirect_stdout(sys.stderr):  # keep stdout clean for --json
+                bar.update(i + 1)
+    return rows
+
+
+def format_table(rows):
+    lines = [f"{'model':<22}{'level':<7}{'params':>13}{'MiB fp32':>10}{'MiB bf16':>10}{'paper MiB':>11}"]
+    for r in rows:
+        paper = "" if r["paper_mib"] is None else f"{r['paper_mib']:g}"
+        lines.append(f"{r['name']:<22}{r['level']:<7}{r['params']:>13,}{r['bytes_fp32'] / 2**20:>10.1f}"
+                     f"{r['bytes_bf16'] / 2**20:>10.1f}{paper:>11}")
+    return "\n".join(lines)
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m yt8m_kit.models", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {name, params, bytes_fp32, bytes_bf16, paper_mib}")
+    parser.add_argument("--pattern", default=None, help="only models matching this glob, e.g. '*_tiny'")
+    args = parser.parse_args(argv)
+
+    from yt8m_kit.models import list_models
+
+    names = list_models(args.pattern)
+    if not names:
+        raise ConfigError(f"no registered model matches {args.pattern!r}; see python -m yt8m_kit.models")
+    rows = model_sizes(names)
+    if args.json:
+        keys = ("name", "params", "bytes_fp32", "bytes_bf16", "paper_mib")
+        print(json.dumps([{k: r[k] for k in keys} for r in rows], indent=1))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
