@@ -1,0 +1,54 @@
+"""Shared pytest fixtures: small generated data sets and the real video-level shards.
+
+Fixtures (session-scoped, built once per test run):
+- frame_data: Path to a directory made by synth.generate(level="frame", videos=120, seed=0,
+  shards=2, classes=50, short videos): train-0000x-of-00002.tfrecord, validate-*, test-*.
+- video_data: the same at video level.
+- real_video_dir: Path to ../shared/data/yt8m_2018_video/validate (skips when absent).
+The summary dict returned by synth.generate is in `<dir>/summary.json`.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REAL_VIDEO_DIR = REPO_ROOT.parent / "shared" / "data" / "yt8m_2018_video" / "validate"
+
+# Short videos keep the fixture small (~120 videos x ~20 frames x 1152 bytes per split).
+FIXTURE_VIDEOS = 120
+FIXTURE_CLASSES = 50
+FIXTURE_MAX_FRAMES = 40
+
+
+def _generate(tmp_path_factory, level):
+    from yt8m_kit import synth
+
+    out = tmp_path_factory.mktemp(f"synth_{level}")
+    synth.generate(out, level, FIXTURE_VIDEOS, seed=0, shards=2, classes=FIXTURE_CLASSES,
+                   max_frames=FIXTURE_MAX_FRAMES)
+    return out
+
+
+@pytest.fixture(scope="session")
+def frame_data(tmp_path_factory):
+    """Directory with generated frame-level train/validate/test shards (2 each)."""
+    return _generate(tmp_path_factory, "frame")
+
+
+@pytest.fixture(scope="session")
+def video_data(tmp_path_factory):
+    """Directory with generated video-level train/validate/test shards (2 each)."""
+    return _generate(tmp_path_factory, "video")
+
+
+@pytest.fixture(scope="session")
+def real_video_dir():
+    """Path to the real 2018 video-level validate shards; skips the test when absent."""
+    if not REAL_VIDEO_DIR.is_dir() or not any(REAL_VIDEO_DIR.glob("*.tfrecord")):
+        pytest.skip(f"real data not found at {REAL_VIDEO_DIR}")
+    return REAL_VIDEO_DIR

@@ -1,0 +1,448 @@
+"""tf.data readers for YouTube-8M TFRecords (2018 schema; 2017 on request), frame and video level.
+
+    ds = make_dataset("data/train*.tfrecord", 64, frames="sample", shuffle=True, epochs=None)
+    for batch in iterate(ds):      # errors become DataError naming file, record and value
+        ...
+
+Batches follow the README "Reader batches" contract. Choices made here:
+- frames="all": T is the longest video of the batch (at most 300), rows past num_frames are
+  zero; pad_to_max=True pads every batch to T=300 instead (fixed shapes, e.g. for XLA).
+- frames="sample": num_samples frames drawn uniformly with replacement from the real frames,
+  sorted in time; which frames depends only on (seed, video id, repeat index), where the
+  repeat index is the epoch number in training (see sample_frames).
+- Records are validated in the graph (ids, frame counts, byte lengths, label range). A bad
+  record stops iteration with an InvalidArgumentError whose text names file and record;
+  iterate(ds) turns it (and CRC/truncation errors) into DataError. skip_bad=True drops bad
+  records instead and counts them in ds.skip_report (a SkipReport), corrupt file tails included.
+- start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
+  run sees exactly the stream it would have seen.
+"""
+
+import glob
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from yt8m_kit import AUDIO_DIM, MAX_FRAMES, NUM_CLASSES, NUM_CLASSES_2017, RGB_DIM
+from yt8m_kit.errors import ConfigError, DataError
+
+_Q_SCALE, _Q_OFFSET = 4.0 / 255.0, -2.0 + 4.0 / 512.0
+_MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
+
+
+def dequantize(q):
+    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512."""
+    if tf.is_tensor(q):
+        return tf.cast(q, tf.float32) * _Q_SCALE + _Q_OFFSET
+    return np.asarray(q, np.float32) * np.float32(_Q_SCALE) + np.float32(_Q_OFFSET)
+
+
+def quantize(x):
+    """float -> uint8 as stored: round((clip(x, -2, 2) + 2) * 255/4)."""
+    return np.rint((np.clip(np.asarray(x, np.float32), -2.0, 2.0) + 2.0) * (255.0 / 4.0)).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    level: str  # "frame" | "video"
+    version: int  # 2018 | 2017
+
+    @property
+    def id_key(self):
+        return "video_id" if self.version == 2017 else "id"
+
+    @property
+    def num_classes(self):
+        return NUM_CLASSES_2017 if self.version == 2017 else NUM_CLASSES
+
+
+class SkipReport:
+    """What skip_bad=True dropped: .count records, .records the first 100 (file, record, reason)."""
+
+    def __init__(self):
+        self.count, self.records, self._lock = 0, [], threading.Lock()
+
+    def add(self, file, record, reason):
+        with self._lock:
+            self.count += 1
+            if len(self.records) < 100:
+                self.records.append((file, record, reason))
+
+    def __str__(self):
+        head = "; ".join(f"{f} record {r}: {why}" for f, r, why in self.records[:3])
+        return f"skipped {self.count} bad records" + (f" (e.g. {head})" if head else "")
+
+
+def list_files(pattern):
+    """Sorted files matching a glob or a comma-separated list of globs; ConfigError when none match."""
+    pattern = str(pattern)
+    files = sorted({f for p in pattern.split(",") if p.strip() for f in glob.glob(p.strip())})
+    if not files:
+        raise ConfigError(f"no files match {pattern!r}; give a glob such as 'data/train*.tfrecord'")
+    return files
+
+
+def detect_format(files, allow_2017=False):
+    """Look at the first record of files[0]: FormatInfo(level, version)."""
+    path = files[0]
+    try:
+        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    except tf.errors.OpError as e:
+        raise DataError(f"cannot read the first record: {e.message.splitlines()[0]}", file=path, record=0) from None
+    if first is None:
+        raise DataError("file has no records", file=path)
+    try:
+        seq = tf.train.SequenceExample.FromString(first.numpy())
+    except Exception as e:  # protobuf DecodeError
+        raise DataError(f"not a tf.train.Example/SequenceExample ({e})", file=path, record=0) from None
+    keys, lists = set(seq.context.feature), set(seq.feature_lists.feature_list)
+    if {"rgb", "audio"} <= lists:
+        level = "frame"
+    elif "mean_rgb" in keys:
+        level = "video"
+    else:
+        raise DataError("neither frame-level (feature_lists rgb/audio) nor video-level (mean_rgb)",
+                        file=path, record=0, value=sorted(keys | lists))
+    if "video_id" in keys and "id" not in keys:
+        if not allow_2017:
+            raise DataError("this is a 2017 YouTube-8M file (key 'video_id', 4716 classes); this toolkit "
+                            "targets 2018 (key 'id', 3862 classes). Pass allow_2017=True (--allow-2017) "
+                            "to read it anyway", file=path, record=0)
+        return FormatInfo(level, 2017)
+    if "id" not in keys:
+        raise DataError("record has no 'id'", file=path, record=0, value=sorted(keys))
+    return FormatInfo(level, 2018)
+
+
+def scan_file(path):
+    """Count the records of one TFRecord file, checking length and CRC: (count, error or None)."""
+    count = 0
+    try:
+        for _ in tf.data.TFRecordDataset(str(path)).batch(1):
+            count += 1
+    except tf.errors.OpError as e:
+        return count, e.message.splitlines()[0]
+    return count, None
+
+
+# ---------------------------------------------------------------- raw record stream
+
+def _records(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, take=None):
+    """Dataset of (serialized, file_index, record_index, epoch); order depends on (files, seed, epoch)."""
+    files_t = tf.constant(files)
+    take_t = tf.constant(take if take is not None else [-1] * len(files), tf.int64)
+    cycle = max(1, min(num_parallel_reads or 16, len(files)))
+
+    def one_file(i, epoch):
+        rec = tf.data.TFRecordDataset(tf.gather(files_t, i)).take(tf.gather(take_t, i)).enumerate()
+        return rec.map(lambda r, s: (s, tf.cast(i, tf.int32), tf.cast(r, tf.int64), epoch))
+
+    def one_epoch(epoch):
+        order = tf.range(len(files), dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+            lambda i: one_file(i, epoch), cycle_length=cycle, block_length=1,
+            **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=tf.constant(seed, tf.int64) * 1000003 + epoch)
+        return ds
+
+    n_epochs = -1 if epochs is None else int(epochs)
+    return tf.data.Dataset.range(0, n_epochs if n_epochs >= 0 else 2**62).flat_map(one_epoch)
+
+
+# ---------------------------------------------------------------- parsing and checks (on batches)
+
+def _ragged_bad(ragged_strings, expected):
+    """Per row, the first byte length that is not `expected`, or -1."""
+    lengths = tf.ragged.map_flat_values(tf.strings.length, ragged_strings)
+    bad = tf.ragged.map_flat_values(lambda n: tf.where(n != expected, n, -1), lengths)
+    return tf.maximum(tf.reduce_max(bad, axis=1), -1)
+
+
+def _first(conds_reasons_values, batch):
+    """Per row, the reason/value of the first failing check (empty reason when all pass)."""
+    reason, value = tf.fill([batch], ""), tf.fill([batch], "")
+    for cond, text, val in reversed(conds_reasons_values):
+        reason = tf.where(cond, text, reason)
+        value = tf.where(cond, tf.strings.as_string(val) if val.dtype != tf.string else val, value)
+    return reason, value
+
+
+def _one_per_frame(rt):
+    """(B, T, values) ragged bytes -> (B, T) ragged: one string per frame (several are joined, so
+    their length flags the frame as bad; none gives "", length 0)."""
+    per_frame = rt.values  # (frames, values)
+    flat = tf.cond(tf.reduce_all(per_frame.row_lengths() == 1), lambda: per_frame.flat_values,
+                   lambda: tf.strings.reduce_join(per_frame, axis=1))
+    return tf.RaggedTensor.from_row_splits(flat, rt.row_splits, validate=False)
+
+
+def _parse(serialized, info, *, require_labels):
+    """Parse a batch of serialized records: (parts dict, reason (B,), value (B,))."""
+    B = tf.shape(serialized)[0]
+    ctx = {info.id_key: tf.io.RaggedFeature(tf.string), "labels": tf.io.RaggedFeature(tf.int64)}
+    if info.level == "frame":
+        seq = {"rgb": tf.io.RaggedFeature(tf.string), "audio": tf.io.RaggedFeature(tf.string)}
+        c, s, _ = tf.io.parse_sequence_example(serialized, context_features=ctx, sequence_features=seq)
+        parts = {"rgb": _one_per_frame(s["rgb"]), "audio": _one_per_frame(s["audio"])}
+    else:
+        feats = dict(ctx, mean_rgb=tf.io.RaggedFeature(tf.float32), mean_audio=tf.io.RaggedFeature(tf.float32))
+        c = tf.io.parse_example(serialized, feats)
+        parts = {"mean_rgb": c["mean_rgb"], "mean_audio": c["mean_audio"]}
+    ids, labels = c[info.id_key], c["labels"]
+    n_ids = ids.row_lengths()
+    parts["id"] = tf.where(n_ids > 0, ids.to_tensor("", shape=[None, 1])[:, 0], "")
+    bad_label = tf.reduce_max(tf.ragged.map_flat_values(
+        lambda v: tf.where((v < 0) | (v >= info.num_classes), v, -1), labels), axis=1)
+    checks = [(n_ids != 1, f"has this many values under key '{info.id_key}' (expected 1; a 2017 file? "
+               "see allow_2017)", n_ids)]
+    if info.level == "frame":
+        n_rgb, n_audio = parts["rgb"].row_lengths(), parts["audio"].row_lengths()
+        checks += [(n_rgb == 0, "frame-level video has 0 frames", n_rgb),
+                   (n_rgb != n_audio, "rgb and audio frame counts differ; audio frames", n_audio)]
+        bad_rgb, bad_audio = _ragged_bad(parts["rgb"], RGB_DIM), _ragged_bad(parts["audio"], AUDIO_DIM)
+        checks += [(bad_rgb >= 0, f"rgb frame has the wrong byte length (expected {RGB_DIM})", bad_rgb),
+                   (bad_audio >= 0, f"audio frame has the wrong byte length (expected {AUDIO_DIM})", bad_audio)]
+    else:
+        for key, dim in (("mean_rgb", RGB_DIM), ("mean_audio", AUDIO_DIM)):
+            n = parts[key].row_lengths()
+            checks.append((n != dim, f"{key} has the wrong number of floats (expected {dim})", n))
+    checks.append((bad_label >= 0, f"label out of range 0..{info.num_classes - 1}", bad_label))
+    if require_labels:
+        checks.append((labels.row_lengths() == 0, "has no labels in a labelled set (require_labels=False "
+                       "for test data)", labels.row_lengths()))
+    reason, value = _first(checks, B)
+    valid = (labels.flat_values >= 0) & (labels.flat_values < info.num_classes)
+    idx = tf.stack([tf.cast(labels.value_rowids(), tf.int64), tf.clip_by_value(labels.flat_values, 0, info.num_classes - 1)], 1)
+    multi_hot = tf.scatter_nd(idx, tf.cast(valid, tf.float32), tf.stack([tf.cast(B, tf.int64), info.num_classes]))
+    parts["labels"] = tf.minimum(multi_hot, 1.0)
+    return parts, reason, value
+
+
+def _decode_frames(rgb, audio):
+    """Raw rgb/audio frame strings (any shape S) -> (S..., 1152) float32, rgb then audio."""
+    q = tf.concat([tf.io.decode_raw(rgb, tf.uint8, fixed_length=RGB_DIM),
+                   tf.io.decode_raw(audio, tf.uint8, fixed_length=AUDIO_DIM)], axis=-1)
+    return dequantize(q)
+
+
+def _finish(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
+    """Dense batch dict of the README contract from parsed parts."""
+    if info.level == "video":
+        feats = tf.concat([parts["mean_rgb"].to_tensor(shape=[None, RGB_DIM]),
+                           parts["mean_audio"].to_tensor(shape=[None, AUDIO_DIM])], axis=1)
+        return {"id": parts["id"], "features": feats, "labels": parts["labels"]}
+    # Decode only real frames (flat (N,) strings), never the padding: ~3x less work than dense decoding.
+    rgb, audio = parts["rgb"][:, :MAX_FRAMES], parts["audio"][:, :MAX_FRAMES]
+    num_frames = tf.cast(rgb.row_lengths(), tf.int32)
+    flat_rgb, flat_audio = rgb.values, audio.values  # (N,) one string per real frame
+    if frames == "sample":
+        idx = _sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
+        rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
+        x = _decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows))  # (B, K, 1152)
+        num_frames = tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
+    else:
+        x = tf.RaggedTensor.from_row_splits(_decode_frames(flat_rgb, flat_audio), rgb.row_splits, validate=False)
+        x = x.to_tensor(0.0, shape=[None, MAX_FRAMES, None] if pad_to_max else None)  # (B, T, 1152), zero padded
+    return {"id": parts["id"], "frames": x, "num_frames": num_frames, "labels": parts["labels"]}
+
+
+def _error_text(files_t, file_idx, rec_idx, reason, value):
+    bad = tf.argmax(tf.cast(reason != "", tf.int32))
+    return tf.strings.join([_MARK_OPEN, tf.gather(files_t, tf.gather(file_idx, bad)), _SEP,
+                            tf.strings.as_string(tf.gather(rec_idx, bad)), _SEP, tf.gather(reason, bad), _SEP,
+                            tf.gather(value, bad), _MARK_CLOSE])
+
+
+# ---------------------------------------------------------------- sampling
+
+def _hash32(x):
+    """A 32-bit integer mixer (int64 arithmetic stays below 2^63: inputs < 2^32, multiplier < 2^31)."""
+    m, c = tf.constant(0xFFFFFFFF, tf.int64), tf.constant(0x45D9F3B, tf.int64)
+    for _ in range(2):
+        x = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x) * c, m)
+    return tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x)
+
+
+def _sample_indices(num_frames, ids, num_samples, seed, repeat_index):
+    """(B, K) int32 frame indices, sorted, uniform with replacement in [0, num_frames)."""
+    repeat = tf.broadcast_to(tf.cast(repeat_index, tf.int64), tf.shape(ids))
+    key = tf.strings.join([ids, tf.strings.as_string(tf.cast(seed, tf.int64)), tf.strings.as_string(repeat)], "\x1f")
+    base = tf.strings.to_hash_bucket_fast(key, 2**32)  # (B,) Fingerprint64, stable across platforms
+    k = tf.range(num_samples, dtype=tf.int64) * 0x9E3779B9
+    x = _hash32(tf.bitwise.bitwise_and(base[:, None] + k[None, :], 0xFFFFFFFF))  # (B, K)
+    u = tf.cast(x, tf.float64) / 2.0**32
+    n = tf.cast(num_frames, tf.float64)[:, None]
+    idx = tf.cast(tf.floor(u * n), tf.int32)
+    idx = tf.clip_by_value(idx, 0, tf.maximum(tf.cast(num_frames, tf.int32) - 1, 0)[:, None])
+    return tf.sort(idx, axis=1)
+
+
+def sample_frames(frames, num_frames, ids, num_samples, seed, repeat_index):
+    """Stateless frame sampling: frames (B,T,D), num_frames (B,), ids (B,) string -> ((B,K,D), (B,) = K).
+
+    The chosen frames depend only on (seed, id, repeat_index); repeat_index is a scalar or (B,)
+    so R test-time repeats can run as one batch of B*R rows. make_dataset(frames="sample")
+    uses the same function with repeat_index = epoch.
+    """
+    idx = _sample_indices(num_frames, ids, num_samples, seed, repeat_index)
+    out = tf.gather(frames, idx, batch_dims=1)
+    return out, tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
+
+
+# ---------------------------------------------------------------- public readers
+
+def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=300, seed=0, shuffle=False,
+                 shuffle_buffer=1024, epochs=1, start_example=0, allow_2017=False, skip_bad=False,
+                 drop_remainder=False, num_parallel_reads=None, require_labels=False, pad_to_max=False):
+    """A tf.data.Dataset of batch dicts (README "Reader batches"); see the module docstring.
+
+    Attached attributes: ds.yt8m_files (list), ds.yt8m_format (FormatInfo), ds.skip_report (SkipReport).
+    """
+    if frames not in ("all", "sample"):
+        raise ConfigError(f"frames must be 'all' or 'sample', got {frames!r}")
+    if batch_size < 1 or num_samples < 1 or start_example < 0:
+        raise ConfigError(f"batch_size ({batch_size}) and num_samples ({num_samples}) must be >= 1, "
+                          f"start_example ({start_example}) >= 0")
+    files = list_files(pattern)
+    info = detect_format(files, allow_2017=allow_2017)
+    if level is not None and level != info.level:
+        raise ConfigError(f"{files[0]} holds {info.level}-level records but level={level!r} was asked for")
+    report, files_t = SkipReport(), tf.constant(files)
+    take = None
+    if skip_bad:  # find corrupt tails once; read only the good prefix of those files
+        take = []
+        for f in files:
+            n, err = scan_file(f)
+            take.append(n if err else -1)
+            if err:
+                report.add(f, n, f"unreadable from here on, rest of file skipped ({err})")
+    raw = _records(files, shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
+                   num_parallel_reads=num_parallel_reads, take=take)
+    if start_example:
+        raw = raw.skip(start_example)
+    if skip_bad:
+        def log_bad(f, r, why):
+            for fi, ri, w in zip(f.numpy(), r.numpy(), why.numpy()):
+                report.add(files[fi], int(ri), w.decode())
+            return np.int64(0)
+
+        def check(s, f, r, e):
+            _, reason, value = _parse(s, info, require_labels=require_labels)
+            bad = reason != ""
+            why = tf.strings.join([reason, ": ", value])
+            logged = tf.cond(tf.reduce_any(bad), lambda: tf.py_function(
+                log_bad, [tf.boolean_mask(f, bad), tf.boolean_mask(r, bad), tf.boolean_mask(why, bad)], tf.int64),
+                lambda: tf.constant(0, tf.int64))
+            with tf.control_dependencies([logged]):
+                return tf.identity(s), f, r, e, tf.logical_not(bad)
+
+        raw = (raw.batch(256).map(check).unbatch().filter(lambda s, f, r, e, ok: ok)
+               .map(lambda s, f, r, e, ok: (s, f, r, e)))
+
+    def parse(s, f, r, e):
+        parts, reason, value = _parse(s, info, require_labels=require_labels)
+        ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
+        with tf.control_dependencies([ok]):
+            parts = tf.nest.map_structure(tf.identity, parts)
+        return _finish(parts, info, e, frames=frames, num_samples=num_samples, seed=seed,
+                       pad_to_max=pad_to_max)
+
+    ds = raw.batch(batch_size, drop_remainder=drop_remainder).map(
+        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    ds.yt8m_files, ds.yt8m_format, ds.skip_report = files, info, report
+    return ds
+
+
+
+def _to_data_error(err, files):
+    """Turn a tf error raised while iterating into a DataError naming file, record and value."""
+    msg = err.message
+    if _MARK_OPEN in msg:
+        body = msg[msg.index(_MARK_OPEN) + len(_MARK_OPEN):]
+        body = body[:body.index(_MARK_CLOSE)] if _MARK_CLOSE in body else body
+        file, record, reason, value = (body.split(_SEP) + ["", "", "", ""])[:4]
+        return DataError(reason, file=file, record=int(record) if record.isdigit() else record, value=value)
+    if isinstance(err, tf.errors.DataLossError):
+        for f in files or []:
+            n, bad = scan_file(f)
+            if bad:
+                return DataError(f"corrupt record (CRC mismatch or truncated file): {bad}; re-download the "
+                                 "file, or pass skip_bad=True to skip the rest of it", file=f, record=n)
+    first = msg.strip().splitlines()[0] if msg.strip() else type(err).__name__
+    where = f" in {files[0]}..{files[-1]}" if files else ""
+    return DataError(f"cannot read the records{where}: {first}; run `python -m yt8m_kit.inspect PATTERN` "
+                     "to locate the bad file and record")
+
+
+def iterate(ds, files=None):
+    """Iterate a dataset from make_dataset, turning tf errors into DataError (file, record, value).
+
+    files defaults to ds.yt8m_files (needed to locate CRC/truncation errors); pass it when ds
+    was transformed after make_dataset.
+    """
+    files = files if files is not None else getattr(ds, "yt8m_files", None)
+    it = iter(ds)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as e:
+            raise _to_data_error(e, files) from None
+        yield batch
+
+
+def read_ids_and_labels(pattern, allow_2017=False):
+    """(ids list[str], labels list[np.ndarray int64]) in sorted-file order, parsing only id and labels.
+
+    Raises DataError for unreadable records, a missing id, labels out of range and duplicate ids.
+    """
+    files = list_files(pattern)
+    info = detect_format(files, allow_2017=allow_2017)
+    spec = {info.id_key: tf.io.RaggedFeature(tf.string), "labels": tf.io.RaggedFeature(tf.int64)}
+    files_t = tf.constant(files)
+
+    def one_file(i):
+        return tf.data.TFRecordDataset(tf.gather(files_t, i)).map(lambda s: (s, tf.cast(i, tf.int32)))
+
+    # Example parsing reads a SequenceExample's context too (same field number): one path for both levels.
+    ds = (tf.data.Dataset.range(len(files)).flat_map(one_file).batch(4096)
+          .map(lambda s, f: (tf.io.parse_example(s, spec), f)).prefetch(2))
+    ids, labels, seen = [], [], {}
+    per_file = np.zeros(len(files), np.int64)
+    try:
+        for batch, fidx in ds:
+            vids, labs, fidx = batch[info.id_key], batch["labels"], fidx.numpy()
+            n_ids = vids.row_lengths().numpy()
+            records = np.empty(len(fidx), np.int64)
+            for j, fi in enumerate(fidx):  # record index within its file
+                records[j] = per_file[fi]
+                per_file[fi] += 1
+            bad = np.flatnonzero(n_ids != 1)
+            if bad.size:
+                j = bad[0]
+                raise DataError(f"expected one '{info.id_key}'", file=files[fidx[j]], record=int(records[j]),
+                                value=int(n_ids[j]))
+            flat = labs.flat_values.numpy()
+            rows = np.split(flat, np.cumsum(labs.row_lengths().numpy())[:-1])
+            out = (flat < 0) | (flat >= info.num_classes)
+            if out.any():
+                j = int(labs.value_rowids().numpy()[np.flatnonzero(out)[0]])
+                raise DataError(f"label out of range 0..{info.num_classes - 1}", file=files[fidx[j]],
+                                record=int(records[j]), value=int(flat[np.flatnonzero(out)[0]]))
+            for j, vid in enumerate(vids.flat_values.numpy()):
+                vid = vid.decode("utf-8", "replace")
+                if vid in seen:
+                    raise DataError(f"duplicate video id (first seen in {seen[vid][0]} record {seen[vid][1]})",
+                                    file=files[fidx[j]], record=int(records[j]), value=vid)
+                seen[vid] = (files[fidx[j]], int(records[j]))
+                ids.append(vid)
+            labels.extend(r.astype(np.int64) for r in rows)
+    except tf.errors.OpError as e:
+        raise _to_data_error(e, files) from None
+    return ids, labels
