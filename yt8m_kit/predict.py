@@ -1,0 +1,221 @@
+"""The one prediction loop: model + TFRecord pattern -> (ids, scores, labels) batches.
+
+Used by evaluation (`python -m yt8m_kit.evaluate --checkpoint`), the planner and inference.
+
+- The model's input names say its level: {"frames", "num_frames"} -> frame level,
+  {"features"} -> video level. A video-level model on frame-level data gets the masked
+  mean of each video's real frames as its "features" (deterministic; repeats change nothing).
+- Test-time repeats (the paper's section 5): for a frame-level model, each video gets R
+  seeded random sub-samples of `num_samples` frames (data.sample_frames with repeat_index
+  r = 0..R-1; the frames depend only on (seed, video id, r)). The R sub-samples of a batch
+  of B videos run through the model as ONE batch of R*B rows, and the R score vectors of
+  each video are averaged. all_frames=True instead feeds every real frame once, unsampled.
+- Always inference mode (training=False), streaming with a fixed batch size, so memory is
+  bounded by about batch_size * repeats * num_samples * 1152 * 4 bytes of frames
+  (32 * 10 * 300 frames: ~440 MB) whatever the number of videos.
+- Sharding: shard=(i, n) keeps the files i, i+n, i+2n, ... of the sorted file list
+  (data.list_files). Deterministic, costs nothing (no record is read twice), and the
+  Kaggle test set has thousands of shards; n may not exceed the number of files.
+"""
+
+import contextlib
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from yt8m_kit.errors import ConfigError, DataError
+
+DEFAULT_BATCH_SIZE = 32  # videos per batch; the model sees batch_size * repeats rows
+DEFAULT_NUM_SAMPLES = 300  # frames per random sub-sample (the readers' MAX_FRAMES)
+
+
+def model_input_names(model):
+    """The names of a Keras model's inputs, e.g. {'frames', 'num_frames'}."""
+    inputs = getattr(model, "input", None) if getattr(model, "inputs", None) else None
+    if isinstance(inputs, dict):
+        return set(inputs)
+    return {t.name.split(":")[0] for t in (getattr(model, "inputs", None) or [])}
+
+
+def model_level(model):
+    """'frame' or 'video', from the model's input names (README "Models" contract)."""
+    names = model_input_names(model)
+    if {"frames", "num_frames"} <= names:
+        return "frame"
+    if "features" in names:
+        return "video"
+    raise ConfigError(
+        f"model {getattr(model, 'name', '?')!r} has inputs {sorted(names)}: expected "
+        "'frames' and 'num_frames' (frame level) or 'features' (video level); was it built by "
+        "yt8m_kit.models.create_model or yt8m_kit.ensemble?")
+
+
+def parse_shard(text):
+    """'2/8' -> (2, 8); ConfigError unless 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise ConfigError(f"cannot read shard {text!r}: expected i/n, e.g. 0/4 (shards 0..n-1)") from None
+    return check_shard((i, n))
+
+
+def check_shard(shard):
+    i, n = shard
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"shard {i}/{n} is out of range: use i/n with 0 <= i < n, e.g. 0/{max(n, 1)}")
+    return int(i), int(n)
+
+
+def shard_files(files, shard):
+    """The files of shard (i, n): files[i::n] of the sorted list (see module docstring)."""
+    files = sorted(files)
+    if shard is None:
+        return files
+    i, n = check_shard(shard)
+    if n > len(files):
+        raise ConfigError(
+            f"shard {i}/{n}: only {len(files)} file(s) match, and shards split by file; "
+            f"use at most {len(files)} shards")
+    return files[i::n]
+
+
+def masked_mean(frames, num_frames):
+    """(B, T, D) frames, (B,) counts -> (B, D) mean over each video's real frames only."""
+    t = tf.shape(frames)[1]
+    mask = tf.cast(tf.sequence_mask(num_frames, t), frames.dtype)[:, :, None]  # (B, T, 1)
+    count = tf.maximum(tf.cast(num_frames, frames.dtype), 1.0)[:, None]  # (B, 1)
+    return tf.reduce_sum(frames * mask, axis=1) / count
+
+
+# Traced steps per model, so repeated predict_batches calls on one model (the planner, tests)
+# do not retrace: {model: {config: step}}; entries go away with the model.
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def make_step(model, **config):
+    """A cached tf.function: one reader batch -> (B, C) float32 scores, in inference mode."""
+    per_model = _STEPS.setdefault(model, {})
+    key = tuple(sorted(config.items()))
+    if key not in per_model:
+        per_model[key] = _build_step(model, **config)
+    return per_model[key]
+
+
+def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, all_frames):
+    from yt8m_kit import data as data_lib
+
+    model_ref = weakref.ref(model)  # a strong reference would keep the model's cache entry alive
+
+    def run(inputs):
+        return tf.cast(model_ref()(inputs, training=False), tf.float32)
+
+    frames_spec = tf.TensorSpec([None, None, None], tf.float32)  # (B, T, D): T varies per batch
+    count_spec = tf.TensorSpec([None], tf.int32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32)])
+    def video_step(features):
+        return run({"features": features})
+
+    @tf.function(input_signature=[frames_spec, count_spec])
+    def mean_step(frames, num_frames):
+        return run({"features": masked_mean(frames, num_frames)})
+
+    @tf.function(input_signature=[frames_spec, count_spec])
+    def all_frames_step(frames, num_frames):
+        return run({"frames": frames, "num_frames": num_frames})
+
+    @tf.function(input_signature=[frames_spec, count_spec, tf.TensorSpec([None], tf.string)])
+    def repeats_step(frames, num_frames, ids):
+        b = tf.shape(frames)[0]
+        sampled, counts = [], []
+        for r in range(repeats):  # R small sampling ops; the model runs once on R*B rows
+            f, n = data_lib.sample_frames(frames, num_frames, ids, num_samples, seed,
+                                          tf.fill([b], tf.constant(r, tf.int32)))
+            sampled.append(f)
+            counts.append(tf.cast(n, tf.int32))
+        scores = run({"frames": tf.concat(sampled, 0), "num_frames": tf.concat(counts, 0)})  # (R*B, C)
+        return tf.reduce_mean(tf.reshape(scores, [repeats, b, -1]), axis=0)  # (B, C)
+
+    if model_level_ == "video" and data_level == "video":
+        return lambda batch: video_step(batch["features"])
+    if model_level_ == "video":
+        return lambda batch: mean_step(batch["frames"], batch["num_frames"])
+    if all_frames:
+        return lambda batch: all_frames_step(batch["frames"], batch["num_frames"])
+    return lambda batch: repeats_step(batch["frames"], batch["num_frames"], batch["id"])
+
+
+def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
+                    all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None):
+    """Yield (ids np.ndarray[str] (B,), scores float32 (B, 3862), labels float32 (B, 3862)).
+
+    repeats: R seeded frame sub-samples per video, averaged (frame-level models only; see
+    the module docstring). all_frames: every real frame once, no sampling (repeats must be 1).
+    shard: (i, n) to predict only the files i::n. Same (model, data, seed, repeats) -> same
+    scores, whatever the batch order.
+    """
+    from yt8m_kit import data as data_lib
+
+    if repeats < 1:
+        raise ConfigError(f"repeats ({repeats}) must be at least 1")
+    if batch_size < 1:
+        raise ConfigError(f"batch size ({batch_size}) must be at least 1")
+    if all_frames and repeats != 1:
+        raise ConfigError(f"all_frames uses every frame once, deterministically: repeats ({repeats}) "
+                          "must be 1 (drop --repeats, or drop --all-frames to average sub-samples)")
+    level = model_level(model)
+    files = shard_files(data_lib.list_files(pattern), shard)
+    data_level = data_lib.detect_format(files).level
+    if level == "frame" and data_level == "video":
+        raise ConfigError(f"model {model.name!r} is frame level but {pattern} holds video-level "
+                          "records: give it frame-level data, or use a video-level model")
+    step = make_step(model, model_level_=level, data_level=data_level, repeats=repeats, seed=seed,
+                     num_samples=num_samples, all_frames=all_frames)
+    ds = data_lib.make_dataset(",".join(files), batch_size, level=data_level, frames="all")
+    iterate = getattr(data_lib, "iterate", iter)
+    for batch in iterate(ds):
+        scores = step(batch).numpy()
+        ids = np.array([x.decode("utf-8") for x in batch["id"].numpy()], dtype=str)
+        if scores.shape[0] != ids.shape[0]:
+            raise DataError(f"model {model.name!r} returned {scores.shape[0]} rows for {ids.shape[0]} videos",
+                            file=pattern)
+        labels = batch.get("labels")
+        yield ids, scores.astype(np.float32, copy=False), (
+            None if labels is None else np.asarray(labels, dtype=np.float32))
+
+
+def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
+                        save_predictions=None, all_frames=False, num_samples=DEFAULT_NUM_SAMPLES):
+    """Score a checkpoint (dir or RUN_DIR) on labelled data -> {gap, hit_at_1, perr, map, videos}.
+
+    save_predictions: optional .h5 path for yt8m_kit.predictions (ids, scores, labels and the
+    attrs the planner's cache is keyed by).
+    """
+    from yt8m_kit import checkpoint as ckpt_lib
+    from yt8m_kit.metrics import Evaluator
+
+    model, meta = ckpt_lib.load_model(checkpoint)
+    evaluator = Evaluator()
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if save_predictions:
+            from yt8m_kit.predictions import PredictionWriter
+
+            attrs = {
+                "checkpoint": str(meta.get("path", checkpoint)),
+                "checkpoint_fingerprint": ckpt_lib.fingerprint(checkpoint),
+                "data": str(data), "repeats": int(repeats), "seed": int(seed),
+                "precision": str((meta.get("overrides") or {}).get("dtype", "float32")),
+            }
+            writer = stack.enter_context(PredictionWriter(save_predictions, attrs))
+        for ids, scores, labels in predict_batches(model, data, repeats=repeats, seed=seed,
+                                                   batch_size=batch_size, all_frames=all_frames,
+                                                   num_samples=num_samples):
+            if labels is None:
+                raise DataError("records have no labels: evaluation needs labelled data "
+                                "(train/validate)", file=data)
+            evaluator.add(scores, labels)
+            if writer is not None:
+                writer.add(ids, scores, labels)
+    return dict(evaluator.result())
