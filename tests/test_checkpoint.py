@@ -1,0 +1,179 @@
+"""Checkpoints (save/list/resolve/load/fingerprint, atomicity) and prediction h5 files."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from yt8m_kit import NUM_CLASSES
+from yt8m_kit import checkpoint as ck
+from yt8m_kit.errors import ConfigError, DataError
+from yt8m_kit.predictions import PredictionWriter, load_predictions, read_attrs, save_predictions
+
+# A small video-level model with batch norm (non-trainable weights) and dropout (a seed
+# generator, a variable that save_weights skips).
+OVERRIDES = {"hidden": [16], "experts": 1, "dropout": 0.5}
+
+
+def small_model(seed=0, **extra):
+    import keras
+
+    from yt8m_kit.models import create_model
+
+    keras.utils.set_random_seed(seed)
+    return create_model("video", **{**OVERRIDES, **extra})
+
+
+def meta(**extra):
+    return {"model": "video", "overrides": {**OVERRIDES, **extra}, "level": "video"}
+
+
+def features(n=4, seed=1):
+    return {"features": np.random.default_rng(seed).normal(size=(n, 1152)).astype(np.float32)}
+
+
+def all_weights(model):
+    return [np.asarray(w.numpy(), np.float32) for w in model.weights]
+
+
+def test_save_load_roundtrip_needs_only_the_checkpoint(tmp_path):
+    model = small_model()
+    path = ck.save_checkpoint(tmp_path, 7, model, meta())
+    assert os.path.basename(path) == "ckpt-00000007"
+    assert sorted(os.listdir(path)) == ["model.json", "model.weights.h5"]
+    loaded, m = ck.load_model(tmp_path)
+    assert m["step"] == 7 and m["model"] == "video" and m["path"] == path
+    for a, b in zip(all_weights(model), all_weights(loaded)):
+        np.testing.assert_array_equal(a, b)
+    x = features()
+    np.testing.assert_array_equal(model(x, training=False).numpy(), loaded(x, training=False).numpy())
+    # Another precision on load: bfloat16 weights, close outputs.
+    bf, _ = ck.load_model(path, dtype="bfloat16")
+    assert "bfloat16" in str(bf.weights[0].dtype)
+    np.testing.assert_allclose(bf(x, training=False).numpy(), model(x, training=False).numpy(), atol=0.05)
+
+
+def test_keep_last_k_and_resolve(tmp_path):
+    model = small_model()
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        ck.resolve_checkpoint(tmp_path)
+    for step in (10, 20, 30, 40, 50):
+        ck.save_checkpoint(tmp_path, step, model, meta(), keep=3)
+    assert [s for s, _ in ck.list_checkpoints(tmp_path)] == [30, 40, 50]
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-00000030", "ckpt-00000040", "ckpt-00000050"]
+    assert ck.resolve_checkpoint(tmp_path) == str(tmp_path / "ckpt-00000050")
+    ck.save_checkpoint(tmp_path, 0, model, meta(), name=ck.AVERAGED)
+    assert ck.resolve_checkpoint(tmp_path) == str(tmp_path / ck.AVERAGED)
+    assert ck.resolve_checkpoint(tmp_path / "ckpt-00000040") == str(tmp_path / "ckpt-00000040")
+    # A directory without model.json (e.g. a copy cut short) is not a checkpoint.
+    os.makedirs(tmp_path / "ckpt-00000099")
+    assert [s for s, _ in ck.list_checkpoints(tmp_path)] == [30, 40, 50]
+
+
+def test_failed_save_leaves_nothing_visible(tmp_path, monkeypatch):
+    model = small_model()
+    ck.save_checkpoint(tmp_path, 1, model, meta())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model, "save_weights", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ck.save_checkpoint(tmp_path, 2, model, meta())
+    assert os.listdir(tmp_path) == ["ckpt-00000001"]  # no ckpt-2, no temporary left behind
+
+
+def test_mismatched_model_is_refused_naming_the_difference(tmp_path):
+    ck.save_checkpoint(tmp_path, 1, small_model(), meta())
+    with pytest.raises(ConfigError, match=r"overrides\.hidden \(\[16\] vs \[32\]\)"):
+        ck.load_model(tmp_path, expect={"model": "video", "overrides": {**OVERRIDES, "hidden": [32]}})
+    with pytest.raises(ConfigError, match=r"model \('video' vs 'video_moe'\)"):
+        ck.check_meta(ck.read_meta(tmp_path), {"model": "video_moe", "overrides": OVERRIDES}, "x")
+    # Tuples and lists are the same override once written as JSON; dtype is precision, not architecture.
+    ck.check_meta(ck.read_meta(tmp_path), {"model": "video", "overrides": {**OVERRIDES, "hidden": (16,),
+                                                                            "dtype": "mixed_bfloat16"}}, "x")
+    # Weights of another architecture under a lying model.json: a ConfigError, not a traceback.
+    other = tmp_path / "other"
+    ck.save_checkpoint(other, 1, small_model(hidden=[8]), meta())
+    with pytest.raises(ConfigError, match="cannot load"):
+        ck.load_model(other)
+
+
+def test_fingerprint_is_the_weights_content(tmp_path):
+    model = small_model()
+    a = ck.save_checkpoint(tmp_path / "run", 5, model, meta())
+    b = str(tmp_path / "copy" / "ckpt-00000123")
+    shutil.copytree(a, b)
+    meta_b = json.load(open(os.path.join(b, "model.json")))
+    meta_b["step"] = 123
+    json.dump(meta_b, open(os.path.join(b, "model.json"), "w"))
+    assert ck.fingerprint(a) == ck.fingerprint(b) == ck.fingerprint(tmp_path / "run")
+    model.weights[0].assign(model.weights[0].numpy() + 1e-3)
+    c = ck.save_checkpoint(tmp_path / "run", 6, model, meta())
+    assert ck.fingerprint(c) != ck.fingerprint(a)
+
+
+def test_train_state_roundtrip(tmp_path):
+    import keras
+
+    model = small_model()
+    opt = keras.optimizers.Adam(1e-3)
+    opt.build(model.trainable_variables)
+    grads = [np.full(v.shape, 0.1, np.float32) for v in model.trainable_variables]
+    opt.apply(grads, model.trainable_variables)
+    model(features(), training=True)  # advances the dropout seed generator
+    path = ck.save_checkpoint(tmp_path, 3, model, meta(), optimizer=opt, state={"examples_seen": 96})
+
+    fresh = small_model(seed=5)
+    opt2 = keras.optimizers.Adam(1e-3)
+    opt2.build(fresh.trainable_variables)
+    ck.load_weights_into(fresh, path)
+    state = ck.restore_train_state(path, fresh, opt2)
+    assert state["step"] == 3 and state["examples_seen"] == 96
+    assert int(opt2.iterations.numpy()) == 1
+    for a, b in zip(opt.variables, opt2.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for a, b in zip(model.variables, fresh.variables):  # seed-generator states too
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    x = features()
+    np.testing.assert_array_equal(model(x, training=True).numpy(), fresh(x, training=True).numpy())
+
+
+def test_predictions_roundtrip_streaming_and_csr(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = ["aB3x", "ü-é", "zz"]
+    scores = rng.random((3, NUM_CLASSES), dtype=np.float32)
+    multihot = np.zeros((3, NUM_CLASSES), np.float32)
+    multihot[0, [1, 5]] = 1
+    multihot[2, 3861] = 1
+    attrs = {"checkpoint": "runs/a/ckpt-00000010", "checkpoint_fingerprint": "abc", "data": "v*.tfrecord",
+             "repeats": 10, "seed": 0, "precision": "bfloat16"}
+    path = save_predictions(tmp_path / "p.h5", np.array(ids), scores, multihot, attrs)
+    got = load_predictions(path)
+    assert got["ids"] == ids
+    np.testing.assert_array_equal(got["scores"], scores)
+    assert [list(r) for r in got["labels"]] == [[1, 5], [], [3861]]
+    assert {k: got["attrs"][k] for k in attrs} == attrs
+    assert read_attrs(path)["repeats"] == 10
+
+    # Streaming in several batches (labels as lists) gives the same file content.
+    with PredictionWriter(tmp_path / "s.h5", attrs) as w:
+        w.add(ids[:2], scores[:2], [[1, 5], []])
+        w.add([b"zz"], scores[2:], [[3861]])
+    got2 = load_predictions(tmp_path / "s.h5")
+    assert got2["ids"] == ids and [list(r) for r in got2["labels"]] == [[1, 5], [], [3861]]
+    np.testing.assert_array_equal(got2["scores"], scores)
+
+    # Unlabelled data: no CSR; a failure mid-way leaves no file.
+    save_predictions(tmp_path / "u.h5", ids, scores)
+    assert load_predictions(tmp_path / "u.h5")["labels"] is None
+    with pytest.raises(ValueError, match="scores shape"):
+        with PredictionWriter(tmp_path / "bad.h5") as w:
+            w.add(ids, scores[:, :10])
+    assert not os.path.exists(tmp_path / "bad.h5")
+    assert sorted(os.listdir(tmp_path)) == ["p.h5", "s.h5", "u.h5"]
+    (tmp_path / "junk.h5").write_text("not h5")
+    with pytest.raises(DataError, match="junk.h5"):
+        load_predictions(tmp_path / "junk.h5")

@@ -1,0 +1,288 @@
+"""Run directories and checkpoints: written atomically, loadable with nothing but themselves.
+
+RUN_DIR/
+  run.json            model, overrides, training config (train.py refuses a different one)
+  ckpt-00001000/      model.json {"model", "overrides", "level", "step"}, model.weights.h5,
+                      train_state/ (state.json + variables.npz: optimizer slots, RNG states)
+  ckpt-averaged/      model.json (+ "averaged_steps") and model.weights.h5 (average.py)
+
+A checkpoint directory is built under a hidden temporary name and renamed into place, so
+a reader (or a run killed with SIGKILL) never sees a half-written `ckpt-*`.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+
+from yt8m_kit.errors import ConfigError
+from yt8m_kit.fileio import atomic_open, atomic_path
+
+MODEL_JSON = "model.json"
+WEIGHTS = "model.weights.h5"
+TRAIN_STATE = "train_state"
+RUN_JSON = "run.json"
+AVERAGED = "ckpt-averaged"
+_CKPT_RE = re.compile(r"^ckpt-(\d+)$")
+# Overrides that change how a model computes, not which weights it has.
+_PRECISION_KEYS = ("dtype",)
+
+
+def checkpoint_name(step):
+    return f"ckpt-{int(step):08d}"
+
+
+def _fsync_tree(path):
+    for root, _, files in os.walk(path):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _write_json(path, obj):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def read_json(path, what="file"):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} is not valid JSON ({e}); restore or delete it") from None
+
+
+def write_run_json(run_dir, run):
+    os.makedirs(run_dir, exist_ok=True)
+    with atomic_open(os.path.join(run_dir, RUN_JSON)) as f:
+        json.dump(run, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _extra_variables(model):
+    """Model variables that save_weights skips (e.g. dropout seed-generator states)."""
+    weight_ids = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weight_ids]
+
+
+def save_checkpoint(run_dir, step, model, meta, optimizer=None, state=None, keep=None, name=None):
+    """Write RUN_DIR/ckpt-<step> atomically; return its path.
+
+    meta: {"model", "overrides", "level"} (step is added). optimizer: its slot variables and
+    iteration go to train_state/ (with the model's seed-generator states) for an exact
+    resume. state: JSON-able extras (e.g. examples seen). keep: then delete all but the
+    newest `keep` numbered checkpoints.
+    """
+    final = os.path.join(run_dir, name or checkpoint_name(step))
+    with atomic_path(final) as tmp:
+        os.makedirs(tmp)
+        model.save_weights(os.path.join(tmp, WEIGHTS))
+        _write_json(os.path.join(tmp, MODEL_JSON), dict(meta, step=int(step)))
+        if optimizer is not None or state is not None:
+            _save_train_state(os.path.join(tmp, TRAIN_STATE), step, model, optimizer, state)
+        _fsync_tree(tmp)
+    if keep:
+        prune_checkpoints(run_dir, keep)
+    return final
+
+
+def _save_train_state(path, step, model, optimizer, state):
+    os.makedirs(path)
+    arrays, names = {}, {"optimizer": [], "model_extra": []}
+    for kind, variables in (("optimizer", optimizer.variables if optimizer is not None else []),
+                            ("model_extra", _extra_variables(model))):
+        for i, v in enumerate(variables):
+            arrays[f"{kind}_{i}"] = np.asarray(v.numpy())
+            names[kind].append(v.path)
+    np.savez(os.path.join(path, "variables.npz"), **arrays)
+    _write_json(os.path.join(path, "state.json"), dict(state or {}, step=int(step), variables=names))
+
+
+def restore_train_state(ckpt, model, optimizer):
+    """Load train_state/ of `ckpt` into a built optimizer and the model's extra variables.
+
+    Returns the state dict (with "step"). The model weights are loaded separately.
+    """
+    path = os.path.join(ckpt, TRAIN_STATE)
+    state = read_json(os.path.join(path, "state.json"), "training state")
+    with np.load(os.path.join(path, "variables.npz")) as data:
+        for kind, variables in (("optimizer", optimizer.variables), ("model_extra", _extra_variables(model))):
+            saved = state["variables"][kind]
+            if len(saved) != len(variables):
+                raise ConfigError(
+                    f"{path}: saved {len(saved)} {kind} variables, the current run has {len(variables)}; "
+                    f"the checkpoint was written by a different model or optimizer: use a new --out")
+            for i, v in enumerate(variables):
+                value = data[f"{kind}_{i}"]
+                if tuple(value.shape) != tuple(v.shape):
+                    raise ConfigError(f"{path}: {kind} variable {saved[i]} has shape {value.shape}, "
+                                      f"the current run's {v.path} has {tuple(v.shape)}")
+                v.assign(value)
+    return state
+
+
+def prune_checkpoints(run_dir, keep):
+    """Delete all but the newest `keep` numbered checkpoints (renamed away first, then removed)."""
+    for _, path in list_checkpoints(run_dir)[:-keep]:
+        doomed = os.path.join(run_dir, f".tmp-delete-{os.path.basename(path)}")
+        shutil.rmtree(doomed, ignore_errors=True)  # left by a run killed while deleting
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def clean_stale_temporaries(run_dir):
+    """Remove temp dirs left by a run that was killed while writing (names start '.tmp-')."""
+    if os.path.isdir(run_dir):
+        for entry in os.listdir(run_dir):
+            if entry.startswith(".tmp-") and re.search(r"ckpt-\d+$", entry):
+                shutil.rmtree(os.path.join(run_dir, entry), ignore_errors=True)
+
+
+def list_checkpoints(run_dir):
+    """Complete numbered checkpoints of a run, oldest first: [(step, path), ...]."""
+    if not os.path.isdir(run_dir):
+        return []
+    found = []
+    for entry in os.listdir(run_dir):
+        m = _CKPT_RE.match(entry)
+        path = os.path.join(run_dir, entry)
+        if m and os.path.isfile(os.path.join(path, MODEL_JSON)):
+            found.append((int(m.group(1)), path))
+    return sorted(found)
+
+
+def resolve_checkpoint(path):
+    """A checkpoint dir as is; a RUN_DIR -> its ckpt-averaged if present, else its latest."""
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, MODEL_JSON)):
+        return path
+    if not os.path.isdir(path):
+        raise ConfigError(f"checkpoint or run directory {path} does not exist")
+    averaged = os.path.join(path, AVERAGED)
+    if os.path.isfile(os.path.join(averaged, MODEL_JSON)):
+        return averaged
+    ckpts = list_checkpoints(path)
+    if not ckpts:
+        raise ConfigError(f"{path} holds no checkpoint (no ckpt-*/model.json): train first with "
+                          f"python -m yt8m_kit.train --out {path} ...")
+    return ckpts[-1][1]
+
+
+def read_meta(path):
+    """model.json of a checkpoint (or of the one a RUN_DIR resolves to)."""
+    ckpt = resolve_checkpoint(path)
+    meta = read_json(os.path.join(ckpt, MODEL_JSON), "checkpoint config")
+    for key in ("model", "overrides"):
+        if key not in meta:
+            raise ConfigError(f"{ckpt}/{MODEL_JSON} lacks '{key}': not a yt8m_kit checkpoint")
+    return meta
+
+
+def as_json(value):
+    """The value as it reads back from JSON (tuples become lists): compare like with like."""
+    return json.loads(json.dumps(value))
+
+
+def meta_differences(found, expected, ignore=_PRECISION_KEYS):
+    """Human-readable differences in model name and overrides (precision keys ignored)."""
+    found, expected = as_json(found), as_json(expected)
+    diffs = []
+    if found.get("model") != expected.get("model"):
+        diffs.append(f"model ({found.get('model')!r} vs {expected.get('model')!r})")
+    fo, eo = found.get("overrides") or {}, expected.get("overrides") or {}
+    for key in sorted(set(fo) | set(eo)):
+        if key not in ignore and fo.get(key) != eo.get(key):
+            diffs.append(f"overrides.{key} ({fo.get(key, '<default>')!r} vs {eo.get(key, '<default>')!r})")
+    return diffs
+
+
+def check_meta(found, expected, where):
+    diffs = meta_differences(found, expected)
+    if diffs:
+        raise ConfigError(f"checkpoint {where} does not match the requested model; it differs in: "
+                          + ", ".join(diffs) + " (checkpoint value vs requested value)")
+
+
+def build_model(meta, dtype=None):
+    """A fresh model from a checkpoint's model.json (dtype overrides its precision)."""
+    from yt8m_kit.models import create_model
+
+    overrides = dict(meta.get("overrides") or {})
+    if dtype is not None:
+        overrides["dtype"] = dtype
+    try:
+        return create_model(meta["model"], **overrides)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"cannot build model {meta['model']!r} with overrides {overrides}: {e}") from e
+
+
+def load_weights_into(model, ckpt):
+    path = os.path.join(ckpt, WEIGHTS)
+    if not os.path.isfile(path):
+        raise ConfigError(f"checkpoint {ckpt} has no {WEIGHTS}: it is incomplete; delete it")
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except (ValueError, KeyError, OSError) as e:
+            raise ConfigError(f"cannot load {path} into model {model.name}: {e}") from e
+    # Keras only warns when a layer has no weights in the file and keeps its random init.
+    skipped = [str(w.message) for w in caught if "freshly-initialized" in str(w.message)
+               or "Skipping" in str(w.message)]
+    if skipped:
+        raise ConfigError(f"cannot load {path} into model {model.name}: the file lacks weights for "
+                          f"part of the model ({skipped[0][:200]}); it was written by a different model")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def load_model(path, dtype=None, expect=None):
+    """(keras.Model, meta) from a checkpoint dir or RUN_DIR; needs nothing but the checkpoint.
+
+    dtype: build in another precision ("bfloat16" casts the weights on load).
+    expect: {"model", "overrides"} the caller requires; a mismatch is a ConfigError naming it.
+    """
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    if expect is not None:
+        check_meta(meta, expect, ckpt)
+    model = build_model(meta, dtype)
+    load_weights_into(model, ckpt)
+    return model, dict(meta, path=ckpt)
+
+
+def weights_fingerprint(weights_path):
+    """sha256 of every dataset (name, dtype, shape, bytes) in a .weights.h5, in sorted order."""
+    import h5py
+
+    h = hashlib.sha256()
+    with h5py.File(weights_path, "r") as f:
+        items = []
+        f.visititems(lambda name, obj: items.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for name in sorted(items):
+            data = f[name][()]
+            h.update(f"{name}|{data.dtype.str}|{data.shape}|{f[name].attrs.get('dtype', '')}".encode())
+            h.update(np.ascontiguousarray(data).tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(path):
+    """Content hash of a checkpoint: its weights plus model name and architecture overrides.
+
+    Independent of the directory name, step and file timestamps: the same weights give
+    the same fingerprint wherever they are copied.
+    """
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    arch = {k: v for k, v in (meta.get("overrides") or {}).items() if k not in _PRECISION_KEYS}
+    h = hashlib.sha256(json.dumps({"model": meta["model"], "overrides": arch}, sort_keys=True).encode())
+    h.update(weights_fingerprint(os.path.join(ckpt, WEIGHTS)).encode())
+    return h.hexdigest()[:32]

@@ -1,0 +1,183 @@
+"""Prediction files (h5): the scores a checkpoint gave a data set, cached for the planner.
+
+Layout (README "Prediction files"):
+  ids            (N,)      utf-8 strings
+  scores         (N, 3862) float32, chunked + gzip
+  label_indptr   (N+1,)    int64 CSR row pointers of the true labels (labelled data only)
+  label_indices  (nnz,)    int32 class indices
+  attrs: checkpoint, checkpoint_fingerprint, data, repeats, seed, precision (+ anything else)
+
+Files are written atomically; `PredictionWriter` streams batches so N can be large
+(1.13M test videos x 3862 float32 is 17 GB: never hold it in memory).
+"""
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from yt8m_kit import NUM_CLASSES
+from yt8m_kit.errors import DataError
+from yt8m_kit.fileio import atomic_path
+
+_STR = h5py.string_dtype("utf-8")
+_ROWS_PER_CHUNK = 256  # 256 x 3862 x 4 B = ~4 MB per chunk: gzip-friendly, cheap to slice
+
+
+def _attr_value(key, value):
+    """h5 attributes hold str/int/float/bool; None and containers go in as JSON text."""
+    if isinstance(value, (str, bool, int, float, np.integer, np.floating)):
+        return value
+    if value is None or isinstance(value, (list, tuple, dict)):
+        return "json:" + json.dumps(value, sort_keys=True)
+    raise TypeError(f"prediction attribute {key!r} has unsupported type {type(value).__name__}")
+
+
+def _read_attr(value):
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str) and value.startswith("json:"):
+        return json.loads(value[5:])
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _label_rows(labels, n):
+    """Labels as a list of index arrays, from either multi-hot (n, C) or a list of lists."""
+    if isinstance(labels, np.ndarray) and labels.ndim == 2:
+        if labels.shape[0] != n:
+            raise ValueError(f"labels have {labels.shape[0]} rows for {n} ids")
+        return [np.flatnonzero(row > 0.5) for row in labels]
+    rows = [np.asarray(r, dtype=np.int64).reshape(-1) for r in labels]
+    if len(rows) != n:
+        raise ValueError(f"labels have {len(rows)} rows for {n} ids")
+    return rows
+
+
+class PredictionWriter:
+    """Streaming, atomic writer: `with PredictionWriter(path, attrs) as w: w.add(ids, scores, labels)`.
+
+    The file appears at `path` only when the block ends without an exception. Pass labels
+    to every add() or to none of them.
+    """
+
+    def __init__(self, path, attrs=None, num_classes=NUM_CLASSES):
+        self.path, self.attrs, self.num_classes = os.fspath(path), dict(attrs or {}), num_classes
+        self._ctx = self._file = None
+        self._rows = 0
+        self._nnz = 0
+        self._labelled = None
+
+    def __enter__(self):
+        self._ctx = atomic_path(self.path)
+        tmp = self._ctx.__enter__()
+        try:
+            f = self._file = h5py.File(tmp, "w")
+            c = self.num_classes
+            f.create_dataset("ids", (0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
+            f.create_dataset("scores", (0, c), maxshape=(None, c), dtype="float32",
+                             chunks=(_ROWS_PER_CHUNK, c), compression="gzip", compression_opts=4,
+                             shuffle=True)
+            for key, value in self.attrs.items():
+                f.attrs[key] = _attr_value(key, value)
+        except BaseException:
+            self._abort()
+            raise
+        return self
+
+    def add(self, ids, scores, labels=None):
+        """Append a batch: ids (B,) str/bytes, scores (B, C), labels multi-hot (B, C) or lists."""
+        ids = [i.decode("utf-8") if isinstance(i, bytes) else str(i) for i in np.asarray(ids).reshape(-1)]
+        scores = np.asarray(scores, dtype=np.float32)
+        b = len(ids)
+        if scores.shape != (b, self.num_classes):
+            raise ValueError(f"scores shape {scores.shape} does not match {b} ids x {self.num_classes} classes")
+        if self._labelled is None:
+            self._labelled = labels is not None
+            if self._labelled:
+                self._file.create_dataset("label_indptr", data=np.zeros(1, np.int64), maxshape=(None,),
+                                          chunks=(4096,))
+                self._file.create_dataset("label_indices", (0,), maxshape=(None,), dtype="int32",
+                                          chunks=(4096,))
+        elif self._labelled != (labels is not None):
+            raise ValueError("pass labels to every add() call or to none of them")
+        f, n = self._file, self._rows
+        f["ids"].resize((n + b,))
+        f["ids"][n:] = ids
+        f["scores"].resize((n + b, self.num_classes))
+        f["scores"][n:] = scores
+        if self._labelled:
+            rows = _label_rows(labels, b)
+            counts = np.array([len(r) for r in rows], dtype=np.int64)
+            indptr = self._nnz + np.cumsum(counts)
+            flat = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+            f["label_indptr"].resize((n + b + 1,))
+            f["label_indptr"][n + 1:] = indptr
+            f["label_indices"].resize((self._nnz + len(flat),))
+            f["label_indices"][self._nnz:] = flat
+            self._nnz += len(flat)
+        self._rows += b
+
+    def _abort(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._abort()
+            return False
+        self._file.attrs["num_videos"] = self._rows
+        self._file.close()
+        self._file = None
+        self._ctx.__exit__(None, None, None)
+        return False
+
+
+def save_predictions(path, ids, scores, labels=None, attrs=None):
+    """Write one prediction file atomically (all rows in memory; use PredictionWriter for big N)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    with PredictionWriter(path, attrs, num_classes=scores.shape[1] if scores.ndim == 2 else NUM_CLASSES) as w:
+        w.add(ids, scores, labels)
+    return os.fspath(path)
+
+
+def read_attrs(path):
+    """Only the attributes of a prediction file (cheap: the planner's cache check)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: _read_attr(v) for k, v in f.attrs.items()}
+    except OSError as e:
+        raise DataError(f"cannot open as a prediction h5 file ({e}); delete it and rerun", file=path) from e
+
+
+def load_predictions(path):
+    """Read a prediction file: {"ids": list[str], "scores": (N, C) float32,
+    "labels": list of int arrays or None, "attrs": dict}."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DataError(f"cannot open as a prediction h5 file ({e}); delete it and rerun", file=path) from e
+    with f:
+        for key in ("ids", "scores"):
+            if key not in f:
+                raise DataError(f"not a prediction file: dataset '{key}' is missing", file=path)
+        ids = [i.decode("utf-8") if isinstance(i, bytes) else i for i in f["ids"][:]]
+        scores = f["scores"][:]
+        labels = None
+        if "label_indptr" in f:
+            indptr, indices = f["label_indptr"][:], f["label_indices"][:]
+            labels = [indices[indptr[i]:indptr[i + 1]] for i in range(len(ids))]
+        attrs = {k: _read_attr(v) for k, v in f.attrs.items()}
+    return {"ids": ids, "scores": scores, "labels": labels, "attrs": attrs}
+
+
+def labels_to_multihot(labels, num_classes=NUM_CLASSES):
+    """CSR-style list of index arrays -> (N, C) float32 multi-hot."""
+    out = np.zeros((len(labels), num_classes), np.float32)
+    for row, idx in enumerate(labels):
+        out[row, idx] = 1.0
+    return out

@@ -1,0 +1,474 @@
+"""Train one registered model; rerunning the same command resumes where it stopped.
+
+    python -m yt8m_kit.train --model lfnl_netvlad_tiny --train 'data/train*.tfrecord' \\
+        --out runs/lfnl --steps 3000 --checkpoint-every 500
+
+Adam (lr 2e-4, staircase decay x0.8 every 4M examples, global gradient-norm clipping at
+1.0), binary cross-entropy summed over the 3862 classes and averaged over the batch (as the
+YouTube-8M starter code), random frame sub-sampling from the reader for frame-level models.
+Each checkpoint holds weights, config, optimizer state and step; the data position is
+step * batch_size in a seeded shuffled stream, so a resumed run sees exactly the batches
+an uninterrupted one would. RUN_DIR/run.json pins the model and training config: a rerun
+with a different one is refused, naming the keys that differ (steps, checkpointing,
+validation and strategy may change between runs).
+"""
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+
+from yt8m_kit.errors import ConfigError, cli_main
+
+# Keys of TrainConfig that a resumed run may change; every other key must match run.json.
+SCHEDULE_KEYS = ("steps", "epochs", "checkpoint_every", "keep", "valid", "valid_every",
+                 "valid_batch_size", "strategy", "xla", "log_every", "out", "tf_config", "progress")
+PURE_BF16_REASON = (
+    "pure bfloat16 training is refused: bfloat16 has an 8-bit mantissa, so Adam's beta_2 = 0.999 "
+    "rounds to 1.0 and the weights do not move (DESIGN.md section 4). Train in float32 or "
+    "--precision mixed_bfloat16 (float32 variables, bfloat16 compute) and cast to bfloat16 after "
+    "training (submit.py does).")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    model: str
+    train: str  # TFRecord pattern(s), comma-separated globs
+    out: str  # RUN_DIR
+    steps: int = None  # exactly one of steps / epochs
+    epochs: float = None
+    batch_size: int = 64  # global batch, split over replicas
+    lr: float = 2e-4  # Tang et al. 2018
+    lr_decay: float = 0.8  # YouTube-8M starter code: x0.8 ...
+    lr_decay_examples: int = 4_000_000  # ... every 4M examples (staircase)
+    clip_norm: float = 1.0  # global gradient norm, after the all-reduce
+    overrides: dict = dataclasses.field(default_factory=dict)
+    valid: str = None
+    valid_every: int = None  # default: at every checkpoint
+    valid_batch_size: int = 64
+    checkpoint_every: int = 1000
+    keep: int = 5
+    precision: str = "float32"  # or mixed_bfloat16
+    strategy: str = "default"  # default | mirrored | multi_worker
+    tf_config: str = None  # TF_CONFIG JSON for multi_worker (the CLI reads the environment)
+    seed: int = 0
+    frames: int = 300  # frames sampled per video per step (frame-level models)
+    xla: bool = False  # jit_compile the step (default strategy only): measure, it may not help
+    log_every: int = 10
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    step: int
+    checkpoint: str
+    resumed_from: int  # step the run started from (0 when fresh)
+    loss: float  # mean loss over the last logging window (None when no step ran)
+    valid: dict  # last validation metrics (gap, ...) or None
+    steps_per_sec: float
+    examples_per_sec: float
+
+
+def run_record(config, level):
+    """The content of run.json: what must stay the same for a resume, plus the schedule."""
+    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in SCHEDULE_KEYS + ("model", "overrides")}
+    return {"model": config.model, "overrides": model_overrides(config), "level": level, "train": fixed,
+            "schedule": {k: getattr(config, k) for k in SCHEDULE_KEYS if k not in ("tf_config", "progress")}}
+
+
+def run_differences(old, new):
+    from yt8m_kit.checkpoint import as_json
+
+    old, new, diffs = as_json(old), as_json(new), []
+    for key in ("model", "level"):
+        if old.get(key) != new.get(key):
+            diffs.append(f"{key} ({old.get(key)!r} -> {new.get(key)!r})")
+    for group in ("overrides", "train"):
+        a, b = old.get(group) or {}, new.get(group) or {}
+        diffs += [f"{group}.{k} ({a.get(k)!r} -> {b.get(k)!r})"
+                  for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return diffs
+
+
+def model_overrides(config):
+    overrides = dict(config.overrides)
+    dtype = overrides.get("dtype")
+    if config.precision not in ("float32", "mixed_bfloat16"):
+        raise ConfigError(PURE_BF16_REASON if config.precision == "bfloat16" else
+                          f"precision {config.precision!r} must be float32 or mixed_bfloat16")
+    if dtype == "bfloat16":
+        raise ConfigError(PURE_BF16_REASON)
+    if dtype is not None and dtype != config.precision and config.precision != "float32":
+        raise ConfigError(f"--set dtype={dtype} contradicts --precision {config.precision}: give only --precision")
+    if config.precision == "mixed_bfloat16" or dtype == "mixed_bfloat16":
+        overrides["dtype"] = "mixed_bfloat16"
+    return overrides
+
+
+def validate_config(config):
+    if (config.steps is None) == (config.epochs is None):
+        raise ConfigError("give exactly one of --steps N or --epochs N")
+    for key in ("batch_size", "checkpoint_every", "keep", "frames", "log_every", "valid_batch_size"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{key} ({getattr(config, key)}) must be at least 1")
+    if config.steps is not None and config.steps < 1 or config.epochs is not None and config.epochs <= 0:
+        raise ConfigError(f"steps/epochs ({config.steps or config.epochs}) must be positive")
+    if config.strategy not in ("default", "mirrored", "multi_worker"):
+        raise ConfigError(f"strategy {config.strategy!r} must be default, mirrored or multi_worker")
+    if config.xla and config.strategy != "default":
+        raise ConfigError(f"--xla compiles the whole step, all-reduce included: use it with --strategy default, "
+                          f"not {config.strategy}")
+    model_overrides(config)
+
+
+def make_strategy(config):
+    """(strategy, is_chief). Must run before any other TensorFlow work (collective ops)."""
+    import tensorflow as tf
+
+    if config.strategy == "default":
+        return tf.distribute.get_strategy(), True
+    if config.strategy == "mirrored":
+        return tf.distribute.MirroredStrategy(), True
+    if not config.tf_config:
+        raise ConfigError("--strategy multi_worker needs TF_CONFIG (cluster and task) in the environment, e.g. "
+                          '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+                          '"task": {"type": "worker", "index": 0}}')
+    try:
+        tfc = json.loads(config.tf_config)
+        cluster, task = tfc["cluster"], tfc["task"]
+        task_type, task_id = task["type"], int(task["index"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"TF_CONFIG is not valid ({e}): {config.tf_config!r}") from None
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(cluster), task_type=task_type, task_id=task_id, rpc_layer="grpc")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+    return strategy, is_chief
+
+
+def count_examples(files):
+    import tensorflow as tf
+
+    return int(tf.data.TFRecordDataset(files).reduce(0, lambda n, _: n + 1).numpy())
+
+
+def prepare_run(config, is_chief):
+    """Check the data level and run.json; return (level, run record, total steps)."""
+    from yt8m_kit import checkpoint as ckpt_lib
+    from yt8m_kit import data as data_lib
+    from yt8m_kit.models import model_info
+
+    level = model_info(config.model)["level"]
+    files = data_lib.list_files(config.train)
+    data_level = data_lib.detect_format(files).level
+    if data_level != level:
+        raise ConfigError(f"model {config.model!r} is {level} level but --train {config.train} holds "
+                          f"{data_level}-level records: train {level}-level models on {level}-level data")
+    record = run_record(config, level)
+    run_path = os.path.join(config.out, ckpt_lib.RUN_JSON)
+    if os.path.exists(run_path):
+        diffs = run_differences(ckpt_lib.read_json(run_path, "run config"), record)
+        if diffs:
+            raise ConfigError(f"{run_path} was written by a different run; it differs in: " + ", ".join(diffs)
+                              + ". Rerun with the original settings to resume, or use a new --out.")
+    if config.steps is not None:
+        total = config.steps
+    else:
+        total = max(1, math.ceil(config.epochs * count_examples(files) / config.batch_size))
+    return level, record, total
+
+
+def make_train_dataset(config, level, start_example):
+    import tensorflow as tf
+
+    from yt8m_kit import data as data_lib
+
+    kwargs = dict(level=level, shuffle=True, seed=config.seed, epochs=None, start_example=start_example)
+    if level == "frame":
+        kwargs.update(frames="sample", num_samples=config.frames)
+    ds = data_lib.make_dataset(config.train, config.batch_size, **kwargs)
+    keys = ("frames", "num_frames") if level == "frame" else ("features",)
+    ds = ds.map(lambda b: ({k: b[k] for k in keys}, b["labels"]))  # strings stay out of the replicas
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def cross_entropy(labels, probs, eps=1e-6):
+    """(B, C) multi-hot, (B, C) probabilities -> (B,) BCE summed over classes."""
+    import tensorflow as tf
+
+    p = tf.clip_by_value(tf.cast(probs, tf.float32), eps, 1.0 - eps)
+    return -tf.reduce_sum(labels * tf.math.log(p) + (1.0 - labels) * tf.math.log(1.0 - p), axis=-1)
+
+
+def next_batch(batches, pattern):
+    """The next distributed batch; a bad record becomes a DataError naming file and record."""
+    import tensorflow as tf
+
+    from yt8m_kit import data as data_lib
+
+    try:
+        return next(batches)
+    except tf.errors.OpError as e:
+        raise data_lib._to_data_error(e, data_lib.list_files(pattern)) from None
+
+
+def make_train_step(strategy, model, optimizer, config):
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(inputs, labels):
+        with tf.GradientTape() as tape:
+            probs = model(inputs, training=True)
+            loss = tf.nn.compute_average_loss(cross_entropy(labels, probs), global_batch_size=config.batch_size)
+            if model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        variables = model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        # Clip the global gradient (summed over replicas), then hand each replica 1/R of it:
+        # the optimizer sums over replicas again (Keras clips per replica, before the sum).
+        grads = tf.distribute.get_replica_context().all_reduce("sum", grads)
+        grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
+        optimizer.apply([g / replicas for g in grads], variables)
+        return loss
+
+    if config.xla:
+        replica_step = tf.function(replica_step, jit_compile=True)
+
+    @tf.function
+    def step(inputs, labels):
+        per_replica = strategy.run(replica_step, args=(inputs, labels))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return step
+
+
+def build(config, strategy):
+    """Model and optimizer (created in the strategy's scope, slots built)."""
+    import keras
+
+    from yt8m_kit.models import create_model
+
+    with strategy.scope():
+        keras.utils.set_random_seed(config.seed)
+        model = create_model(config.model, **model_overrides(config))
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            config.lr, decay_steps=max(1, round(config.lr_decay_examples / config.batch_size)),
+            decay_rate=config.lr_decay, staircase=True)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        optimizer.build(model.trainable_variables)
+    # The seed has done its job (initial weights, dropout seed generators). Drop TF's global
+    # seed again: the reader seeds its own ops, and tf.data's shuffle fails on a tensor seed
+    # under global seed 0 (random_seed.get_seed compares the pair with (0, 0)).
+    import tensorflow as tf
+
+    tf.random.set_seed(None)
+    return model, optimizer
+
+
+def train(config):
+    """Train (or resume) per `config` (TrainConfig); return a TrainResult."""
+    validate_config(config)
+    strategy, is_chief = make_strategy(config)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"batch size {config.batch_size} must divide evenly over "
+                          f"{strategy.num_replicas_in_sync} replicas")
+    level, record, total = prepare_run(config, is_chief)
+    model, optimizer = build(config, strategy)
+    if is_chief:  # only now: a model that cannot be built must not pin the run directory
+        from yt8m_kit import checkpoint as ckpt_lib
+
+        ckpt_lib.write_run_json(config.out, record)
+        ckpt_lib.clean_stale_temporaries(config.out)
+    return run_loop(config, strategy, is_chief, level, total, model, optimizer)
+
+
+def restore_latest(config, strategy, model, optimizer, meta):
+    """Load the newest checkpoint of the run (weights, optimizer, RNG states); return its step."""
+    from yt8m_kit import checkpoint as ckpt_lib
+
+    ckpts = ckpt_lib.list_checkpoints(config.out)
+    if not ckpts:
+        return 0
+    path = ckpts[-1][1]
+    ckpt_lib.check_meta(ckpt_lib.read_meta(path), meta, path)
+    with strategy.scope():
+        ckpt_lib.load_weights_into(model, path)
+        state = ckpt_lib.restore_train_state(path, model, optimizer)
+    return int(state["step"])
+
+
+def make_validator(model, config, level):
+    """A function () -> {gap, hit_at_1, perr, map, videos} on --valid, inference mode, one
+    seeded frame sub-sample per video (repeat index 0), the graph traced once per run."""
+    import tensorflow as tf
+
+    from yt8m_kit import data as data_lib
+    from yt8m_kit.metrics import Evaluator
+
+    valid_level = data_lib.detect_format(data_lib.list_files(config.valid)).level
+    if valid_level != level:
+        raise ConfigError(f"--valid {config.valid} holds {valid_level}-level records but model "
+                          f"{config.model!r} is {level} level")
+    keys = ("frames", "num_frames") if level == "frame" else ("features",)
+    predict = tf.function(lambda inputs: tf.cast(model(inputs, training=False), tf.float32), reduce_retracing=True)
+    kwargs = dict(frames="sample", num_samples=config.frames) if level == "frame" else {}
+
+    def run():
+        ds = data_lib.make_dataset(config.valid, config.valid_batch_size, level=level, seed=config.seed, **kwargs)
+        evaluator = Evaluator()
+        for batch in data_lib.iterate(ds):
+            evaluator.add(predict({k: batch[k] for k in keys}).numpy(), batch["labels"].numpy())
+        return {k: float(v) for k, v in dict(evaluator.result()).items()}
+
+    return run
+
+
+def log_scalars(writer, step, values):
+    """TensorBoard scalars through tf.summary.write: tf.summary.scalar needs the tensorboard
+    package, which tensorflow-cpu does not install; the "scalars" plugin metadata is all it adds."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+    with writer.as_default(step=step):
+        for tag, value in values.items():
+            tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=meta)
+
+
+class _Progress:
+    """keras Progbar on stderr (it writes to stdout, which carries the result JSON)."""
+
+    def __init__(self, total, start, enabled):
+        import keras
+
+        self.bar = keras.utils.Progbar(total, stateful_metrics=["loss", "ex/s", "gap"]) if enabled else None
+        self.update(start, [])
+
+    def update(self, step, values):
+        if self.bar is not None:
+            import contextlib
+
+            with contextlib.redirect_stdout(sys.stderr):
+                self.bar.update(step, values)
+
+
+def run_loop(config, strategy, is_chief, level, total, model, optimizer):
+    import numpy as np
+    import tensorflow as tf
+
+    from yt8m_kit import checkpoint as ckpt_lib
+
+    meta = {"model": config.model, "overrides": model_overrides(config), "level": level}
+    start = restore_latest(config, strategy, model, optimizer, meta)
+    latest = ckpt_lib.list_checkpoints(config.out)
+    result = TrainResult(config.out, start, latest[-1][1] if latest else None, start, None, None, 0.0, 0.0)
+    if start >= total:
+        return result
+    ds = make_train_dataset(config, level, start_example=start * config.batch_size)
+    batches = iter(strategy.experimental_distribute_dataset(ds))
+    train_step = make_train_step(strategy, model, optimizer, config)
+    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if is_chief else None
+    progress = _Progress(total, start, config.progress and is_chief)
+    valid_every = config.valid_every or config.checkpoint_every
+    validate = make_validator(model, config, level) if config.valid and is_chief else None
+    window, t_first, t_log, step_log = [], None, None, start
+    for step in range(start + 1, total + 1):
+        window.append(train_step(*next_batch(batches, config.train)))
+        if t_first is None:  # the first step traces the graph: time the steady state after it
+            window[-1].numpy()
+            t_first = t_log = time.perf_counter()
+            step_log = step
+        if step % config.log_every == 0 or step == total:
+            result.loss = float(np.mean([w.numpy() for w in window]))
+            now = time.perf_counter()
+            rate = (step - step_log) * config.batch_size / max(now - t_log, 1e-9)
+            window, t_log, step_log = [], now, step
+            progress.update(step, [("loss", result.loss), ("ex/s", rate)])
+            if writer is not None:
+                log_scalars(writer, step, {"loss": result.loss, "examples_per_sec": rate,
+                                           "learning_rate": optimizer.learning_rate})
+        if is_chief and (step % config.checkpoint_every == 0 or step == total):
+            result.checkpoint = ckpt_lib.save_checkpoint(
+                config.out, step, model, meta, optimizer=optimizer,
+                state={"examples_seen": step * config.batch_size, "seed": config.seed}, keep=config.keep)
+        if validate is not None and (step % valid_every == 0 or step == total):
+            result.valid = validate()
+            progress.update(step, [("gap", result.valid.get("gap", float("nan")))])
+            log_scalars(writer, step, {f"valid/{k}": v for k, v in result.valid.items()})
+    if writer is not None:
+        writer.flush()
+    result.step = total
+    elapsed = time.perf_counter() - t_first
+    result.steps_per_sec = (total - (start + 1)) / elapsed if total > start + 1 and elapsed > 0 else 0.0
+    result.examples_per_sec = result.steps_per_sec * config.batch_size
+    return result
+
+
+def parse_set(items):
+    """['num_clusters=32', 'dropout=0.5', 'name=x'] -> {'num_clusters': 32, 'dropout': 0.5, 'name': 'x'}."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m yt8m_kit.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="registered model name (yt8m_kit.models.list_models())")
+    p.add_argument("--train", required=True, help="training TFRecords: glob(s), comma-separated")
+    p.add_argument("--valid", help="validation TFRecords for periodic GAP@20")
+    p.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--steps", type=int, help="train until this global step")
+    g.add_argument("--epochs", type=float, help="train this many passes over --train (converted to steps)")
+    p.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    p.add_argument("--lr-decay", type=float, default=0.8, help="staircase decay factor (default 0.8)")
+    p.add_argument("--lr-decay-examples", type=int, default=4_000_000, help="examples per decay (default 4M)")
+    p.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip (default 1.0)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    p.add_argument("--keep", type=int, default=5, help="checkpoints kept (default 5)")
+    p.add_argument("--valid-every", type=int, help="steps between validations (default: each checkpoint)")
+    p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "bfloat16"],
+                   help="float32 or mixed_bfloat16 (bfloat16 is refused, with the reason)")
+    p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker"],
+                   help="tf.distribute strategy; multi_worker reads TF_CONFIG")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and frame sampling")
+    p.add_argument("--frames", type=int, default=300, help="frames sampled per video (frame level)")
+    p.add_argument("--xla", action="store_true", help="XLA-compile the training step (default strategy)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+@cli_main
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    config = TrainConfig(
+        model=a.model, train=a.train, out=a.out, steps=a.steps, epochs=a.epochs, batch_size=a.batch_size,
+        lr=a.lr, lr_decay=a.lr_decay, lr_decay_examples=a.lr_decay_examples, clip_norm=a.clip_norm,
+        overrides=parse_set(a.set), valid=a.valid, valid_every=a.valid_every,
+        checkpoint_every=a.checkpoint_every, keep=a.keep, precision=a.precision, strategy=a.strategy,
+        tf_config=os.environ.get("TF_CONFIG") if a.strategy == "multi_worker" else None,
+        seed=a.seed, frames=a.frames, xla=a.xla, progress=not a.no_progress)
+    result = train(config)
+    print(json.dumps(dataclasses.asdict(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
