@@ -147,7 +147,9 @@ def _records(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads
             lambda i: one_file(i, epoch), cycle_length=cycle, block_length=1,
             **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
         if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=tf.constant(seed, tf.int64) * 1000003 + epoch)
+            # A Python-int seed: a tensor seed fails under global seed 0 (tf's get_seed compares
+            # the pair with (0, 0)). The epoch still changes the order through the file order above.
+            ds = ds.shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1)
         return ds
 
     n_epochs = -1 if epochs is None else int(epochs)

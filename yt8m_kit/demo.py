@@ -48,7 +48,8 @@ class Stage:
         return None
 
 
-def run_demo(out, videos=1500, classes=40, steps=300, batch_size=32, keep=4, budget="1MiB", seed=0):
+def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, checkpoint_every=25, frames=32,
+             lr=2e-3, max_frames=150, budget="1MiB", seed=0):
     """Run the pipeline into `out`; return the summary dict it prints."""
     out = os.path.abspath(out)
     if os.path.exists(out):
@@ -60,31 +61,31 @@ def run_demo(out, videos=1500, classes=40, steps=300, batch_size=32, keep=4, bud
 
     stage.run("Generate frame-level data in the real YouTube-8M format",
               ["-m", "yt8m_kit.synth", "--out", data, "--level", "frame", "--videos", videos,
-               "--seed", seed, "--classes", classes])
+               "--seed", seed, "--classes", classes, "--max-frames", max_frames])
     summary["data"] = stage.run("Inspect it (every record's length and CRC)",
                                 ["-m", "yt8m_kit.inspect", os.path.join(data, "*.tfrecord"), "--json"],
                                 capture_json=True)
 
+    from yt8m_kit.predict import evaluate_checkpoint  # the function behind `evaluate --checkpoint`
+
     for name in DEMO_MODELS:
         run_dir = os.path.join(runs, name)
-        stage.run(f"Train {name}_tiny",
+        stage.run(f"Train {name}_tiny ({steps} steps, {frames} sampled frames per video)",
                   ["-m", "yt8m_kit.train", "--model", f"{name}_tiny", "--train", train_glob,
-                   "--out", run_dir, "--steps", steps, "--batch-size", batch_size,
-                   "--checkpoint-every", steps // 6, "--keep", keep, "--seed", seed])
-        members = []
-        for ckpt in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))[-keep:]:
-            metrics = stage.run(f"Evaluate {name} {ckpt}",
-                                ["-m", "yt8m_kit.evaluate", "--checkpoint", os.path.join(run_dir, ckpt),
-                                 "--data", valid_glob, "--json"], capture_json=True)
-            members.append(metrics["gap"])
+                   "--out", run_dir, "--steps", steps, "--batch-size", batch_size, "--frames", frames,
+                   "--lr", lr, "--lr-decay", 0.5, "--lr-decay-examples", steps * batch_size // 4,
+                   "--checkpoint-every", checkpoint_every, "--keep", keep, "--seed", seed,
+                   "--no-progress"])
         stage.run(f"Average the last {keep} checkpoints of {name}",
                   ["-m", "yt8m_kit.average", run_dir, "--last", keep])
-        averaged = stage.run(f"Evaluate {name} averaged",
-                             ["-m", "yt8m_kit.evaluate", "--checkpoint", run_dir, "--data", valid_glob,
-                              "--json"], capture_json=True)
+        print(f"    scoring {name}'s last {keep} checkpoints and their average on validation", flush=True)
+        members = [evaluate_checkpoint(os.path.join(run_dir, c), valid_glob, seed=seed)["gap"]
+                   for c in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))]
+        averaged = evaluate_checkpoint(run_dir, valid_glob, seed=seed)["gap"]
+        print(f"    members {' '.join(f'{g:.4f}' for g in members)} -> averaged {averaged:.4f}", flush=True)
         summary["models"][name] = {
             "run": run_dir, "checkpoint_gaps": members,
-            "mean_checkpoint_gap": sum(members) / len(members), "averaged_gap": averaged["gap"],
+            "mean_checkpoint_gap": sum(members) / len(members), "averaged_gap": averaged,
         }
 
     stage.run(f"Plan the ensemble under a {budget} budget (python submit.py)",
@@ -142,8 +143,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m yt8m_kit.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_out", help="output folder, replaced if it exists (default: demo_out)")
-    p.add_argument("--videos", type=int, default=1500, help="videos to generate (default: 1500)")
-    p.add_argument("--steps", type=int, default=300, help="training steps per model (default: 300)")
+    p.add_argument("--videos", type=int, default=500, help="videos per split to generate (default: 500)")
+    p.add_argument("--steps", type=int, default=400, help="training steps per model (default: 400)")
     p.add_argument("--budget", default="1MiB", help="ensemble size budget (default: 1MiB, which forces choices)")
     args = p.parse_args(argv)
     summary = run_demo(args.out, videos=args.videos, steps=args.steps, budget=args.budget)

@@ -1,0 +1,80 @@
+"""Plan the best ensemble that fits a size budget and write it as one Keras graph.
+
+    python submit.py --budget 1GB --valid 'data/validate*.tfrecord' [--runs checkpoints/] [--out submission/]
+
+See yt8m_kit/submit.py for what it does and README "Ensemble artifact" for what it writes.
+"""
+
+import argparse
+import os
+import sys
+
+from yt8m_kit.errors import ConfigError, cli_main
+
+BUDGET_HELP = (
+    "size limit for the ensemble: '1GB', '995MB', '1GiB', '500M' or a number of bytes. Units: "
+    "B = 1; KB/MB/GB/TB = 10^3/10^6/10^9/10^12 (SI, as the challenge's '1 GB'); KiB/MiB/GiB/TiB and "
+    "the bare letters K/M/G/T = 2^10/2^20/2^30/2^40 (so '500M' is 500 MiB, as the paper's 'M'). "
+    "Case-insensitive. Both the members' weight bytes and the written file must fit.")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="submit.py", description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 on success, 2 with a message when nothing fits the budget or an input is wrong.")
+    p.add_argument("--budget", required=True, help=BUDGET_HELP)
+    p.add_argument("--valid", required=True,
+                   help="labelled validation TFRecords (glob, or comma-separated globs) every member is scored on")
+    p.add_argument("--runs", default="checkpoints",
+                   help="directory of run directories; each run's averaged checkpoint is used when it has one "
+                        "(default: checkpoints)")
+    p.add_argument("--out", default="submission", help="output directory (default: submission)")
+    p.add_argument("--precisions", default="float32,bfloat16,int8",
+                   help="comma-separated precisions each member may take (default: float32,bfloat16,int8)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="random frame sub-samples averaged per video for frame-level members (default: 1)")
+    p.add_argument("--seed", type=int, default=0, help="frame sampling seed (default: 0)")
+    p.add_argument("--batch-size", type=int, default=32, help="videos per prediction batch (default: 32)")
+    p.add_argument("--max-exhaustive", type=int, default=20000,
+                   help="search every plan when there are at most this many, else forward greedy "
+                        "(default: 20000; six runs x three precisions is 4,095 plans)")
+    return p
+
+
+def parse_config(argv):
+    from yt8m_kit.fileio import parse_size
+    from yt8m_kit.plan import PRECISIONS
+    from yt8m_kit.submit import SubmitConfig
+
+    args = build_parser().parse_args(argv)
+    try:
+        budget = parse_size(args.budget)
+    except ValueError as e:
+        raise ConfigError(f"--budget: {e}") from None
+    if budget <= 0:
+        raise ConfigError(f"--budget {args.budget!r} must be positive")
+    precisions = tuple(p.strip() for p in args.precisions.split(",") if p.strip())
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ConfigError(f"--precisions {args.precisions!r}: use some of {', '.join(PRECISIONS)}")
+    if args.repeats < 1 or args.batch_size < 1:
+        raise ConfigError("--repeats and --batch-size must be at least 1")
+    return SubmitConfig(budget=budget, valid=args.valid, runs=args.runs, out=args.out, precisions=precisions,
+                        repeats=args.repeats, seed=args.seed, batch_size=args.batch_size,
+                        max_exhaustive=args.max_exhaustive)
+
+
+@cli_main
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config = parse_config(argv)
+    from yt8m_kit.submit import run_submit
+
+    result = run_submit(config)
+    print(f"wrote {os.path.join(config.out, result['artifact'])} ({result['artifact_bytes']} bytes, "
+          f"budget {result['budget_bytes']}), validation GAP {result['validation_gap']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Size-budget planning (pure): which members, at which precision, give the best GAP in budget.
+
+A *candidate* is one run at one precision (float32, bfloat16, int8) with its exact stored
+bytes and its validation scores. A *plan* picks at most one candidate per run; its score is
+the GAP@20 of the plain mean of its members' scores (the paper's averaging), its size the sum
+of its members' bytes plus a fixed overhead (container headers, the ensemble's config).
+
+Speed: `SubsetGap` computes the exact GAP of any subset without touching full (N, 3862)
+matrices: per video it keeps the union of the candidates' top `pool` classes (a few hundred
+columns) and each candidate's best score outside it, which bounds what any class outside
+can reach; rows where the bound is not met are recomputed from the full rows. The pooled
+GAP then needs one sort of N*20 scores. Measured (Nov 2026, 2 shared cores, load ~5):
+6 runs x 3 precisions, 10,000 videos, synthetic scores: 28 s to prepare, 4,095 plans in
+208 s (51 ms/plan, 0.17 fallback rows/plan); the plain full-matrix GAP takes ~2.2 s/plan.
+
+Search: exhaustive over all (precisions + 1)^runs plans when that is at most
+`max_exhaustive` (six runs x three precisions: 4^6 = 4,096), only scoring plans within the
+budget. Beyond that, the greedy rule in `greedy_search` (forward selection with precision
+changes).
+"""
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from yt8m_kit import TOP_K
+
+PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One run at one precision. `bytes`: exact bytes its weights take in the artifact."""
+
+    run: str
+    model: str
+    precision: str
+    bytes: int
+    overrides: dict = field(default_factory=dict, hash=False, compare=False)
+    gap: float = float("nan")  # the member alone
+
+
+@dataclass(frozen=True)
+class Plan:
+    members: tuple  # candidate indices, sorted, at most one per run
+    bytes: int  # sum of members' bytes + overhead
+    gap: float
+
+
+def gap_from_top(values, relevant, num_positives):
+    """GAP from pooled top-k pairs: values (P,) scores, relevant (P,) bool, M true pairs.
+
+    GAP = sum over relevant pairs of precision at its rank / M, ranks by descending score.
+    Tied scores count as ranked after each other pessimistically (ranks = number >= score).
+    """
+    if num_positives <= 0:
+        return 0.0
+    values = np.asarray(values, dtype=np.float32).reshape(-1)
+    rel_values = -np.sort(-values[np.asarray(relevant, bool).reshape(-1)])  # descending
+    if rel_values.size == 0:
+        return 0.0
+    ordered = np.sort(values)  # ascending; rank of v = number of values >= v
+    rank_all = ordered.size - np.searchsorted(ordered, rel_values, side="left")
+    rank_rel = np.arange(1, rel_values.size + 1)
+    return float(np.sum(rank_rel / rank_all) / num_positives)
+
+
+def label_keys(indptr, indices, num_classes):
+    """CSR labels -> sorted unique int64 keys row * num_classes + class (for membership tests)."""
+    indptr = np.asarray(indptr, np.int64)
+    rows = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
+    return np.unique(rows * num_classes + np.asarray(indices, np.int64))
+
+
+def _is_label(keys, rows, classes, num_classes):
+    k = rows.astype(np.int64) * num_classes + classes.astype(np.int64)
+    pos = np.minimum(np.searchsorted(keys, k), max(keys.size - 1, 0))
+    return (keys[pos] == k) if keys.size else np.zeros(k.shape, bool)
+
+
+def gap_at_k(scores, indptr, indices, k=TOP_K):
+    """Reference GAP@k of a full (N, C) score matrix against CSR labels (plain, vectorised)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    n, c = scores.shape
+    k = min(k, c)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (N, k) unordered top-k classes
+    values = np.take_along_axis(scores, top, axis=1)
+    keys = label_keys(indptr, indices, c)
+    rel = _is_label(keys, np.arange(n)[:, None], top, c)
+    return gap_from_top(values, rel, keys.size)
+
+
+class SubsetGap:
+    """Exact GAP@k of the mean of any subset of candidates' score matrices, fast.
+
+    scores: list of C array-likes (N, num_classes) in the same video order: numpy arrays or
+    h5py datasets (read in blocks of `block` rows, so memory stays bounded; rows are read
+    again only for the rare rows that need the full recomputation). indptr, indices: CSR
+    true labels of the N videos. pool: classes kept per candidate and video.
+
+    Per video it keeps the union U of the candidates' top-`pool` classes, each candidate's
+    scores on U, and each candidate's best score outside U (its "floor"). For a plan, a class
+    outside U scores at most the mean of the members' floors, so if the k-th best mean inside
+    U reaches that bound the top k inside U is the true top k; rows where it does not are
+    recomputed from the full rows (counted in `fallback_rows`).
+    """
+
+    def __init__(self, scores, indptr, indices, k=TOP_K, pool=64, block=1024):
+        self.full = scores
+        n, c = scores[0].shape
+        self.n, self.num_classes, self.k = n, c, min(k, c)
+        pool = min(max(pool, self.k), c)
+        self.keys = label_keys(indptr, indices, c)
+        parts = [self._prepare_rows(scores, a, min(a + block, n), pool) for a in range(0, n, block)]
+        width = max(p[0].shape[1] for p in parts)
+        pad = [(0, 0), (0, 0), (0, 0)]
+        self.classes = np.concatenate([np.pad(p[0], [(0, 0), (0, width - p[0].shape[1])]) for p in parts])
+        self.pooled = np.concatenate([np.pad(p[1], pad[:2] + [(0, width - p[1].shape[2])], constant_values=-np.inf)
+                                      for p in parts], axis=1)  # (C, N, W); -inf = padding
+        self.floors = np.concatenate([p[2] for p in parts], axis=1)  # (C, N)
+        valid = np.isfinite(self.pooled[0])
+        self.rel = _is_label(self.keys, np.arange(n)[:, None], self.classes, c) & valid  # (N, W)
+        self.fallback_rows = 0  # rows recomputed from full scores, over all gap() calls
+        self._prefix = None
+
+    def _prepare_rows(self, scores, a, b, pool):
+        rows = [np.array(s[a:b], dtype=np.float32) for s in scores]  # C x (B, num_classes), copies
+        shapes = {r.shape[1] for r in rows} | {self.num_classes}
+        if len(shapes) != 1:
+            raise ValueError(f"score matrices differ in their number of classes: {sorted(shapes)}")
+        union = np.sort(np.concatenate([np.argpartition(-r, pool - 1, axis=1)[:, :pool] for r in rows], axis=1), 1)
+        dup = np.zeros(union.shape, bool)
+        dup[:, 1:] = union[:, 1:] == union[:, :-1]
+        order = np.argsort(dup, axis=1, kind="stable")  # unique classes first, repeats last
+        width = int((~dup).sum(axis=1).max())
+        classes = np.take_along_axis(union, order, axis=1)[:, :width]  # (B, W)
+        valid = ~np.take_along_axis(dup, order, axis=1)[:, :width]
+        pooled, floors = [], []
+        for r in rows:
+            p = np.take_along_axis(r, classes, axis=1)
+            p[~valid] = -np.inf
+            pooled.append(p)
+            np.put_along_axis(r, classes, -np.inf, axis=1)  # what is left: the classes outside U
+            floors.append(r.max(axis=1))
+        return classes, np.stack(pooled), np.stack(floors)
+
+    def _sum(self, members):
+        """Sum of the members' pooled scores (N, W); the sum of all but the last member is
+        cached, so enumerating plans in order (as exhaustive_search does) costs one add each."""
+        prefix = tuple(members[:-1])
+        if self._prefix is None or self._prefix[0] != prefix:
+            total = np.zeros(self.pooled.shape[1:], np.float32)
+            for m in prefix:
+                total += self.pooled[m]
+            self._prefix = (prefix, total)
+        return self._prefix[1] + self.pooled[members[-1]]
+
+    def top_pairs(self, members):
+        """(values, relevant) of the k best classes of every video under the mean of
+        `members`' scores, pooled (N*k of each, in no particular order); exact."""
+        members = sorted(members)
+        if not members:
+            raise ValueError("a plan needs at least one member")
+        total = self._sum(members)  # (N, W); the sum ranks like the mean: one count for all videos
+        w = total.shape[1]
+        kth = np.partition(total, w - self.k, axis=1)[:, w - self.k]  # k-th best per video (N,)
+        keep = total >= kth[:, None]  # (N, W): the top k, plus any ties with the k-th
+        bad = kth < self.floors[members].sum(axis=0)  # a class outside U might beat the k-th
+        keep[bad] = False
+        bad = np.flatnonzero(bad)
+        if np.count_nonzero(keep) != (self.n - bad.size) * self.k:  # ties at the k-th score
+            ties = np.flatnonzero(keep.sum(axis=1) > self.k)
+            top = np.argpartition(-total[ties], self.k - 1, axis=1)[:, :self.k]
+            keep[ties] = False  # keep exactly k of the tied rows (which tied class wins is arbitrary)
+            keep[ties[:, None], top] = True
+        values, rel = total[keep] / len(members), self.rel[keep]
+        if bad.size:
+            self.fallback_rows += bad.size
+            full = sum(np.asarray(self.full[m][bad], dtype=np.float32) for m in members) / len(members)
+            top = np.argpartition(-full, self.k - 1, axis=1)[:, :self.k]
+            values = np.concatenate([values, np.take_along_axis(full, top, axis=1).ravel()])
+            rel = np.concatenate([rel, _is_label(self.keys, bad[:, None], top, self.num_classes).ravel()])
+        return values, rel
+
+    def gap(self, members):
+        values, rel = self.top_pairs(members)
+        return gap_from_top(values, rel, self.keys.size)
+
+
+def _options(candidates):
+    """Per run (in first-seen order): the candidate indices available for it."""
+    runs = {}
+    for i, c in enumerate(candidates):
+        runs.setdefault(c.run, []).append(i)
+    return list(runs.values())
+
+
+def plan_bytes(candidates, members, overhead=0):
+    return int(overhead + sum(candidates[m].bytes for m in members))
+
+
+def exhaustive_search(candidates, gap_fn, budget, overhead=0, score_all=False):
+    """Score every plan within budget (every plan if score_all, e.g. for the plot).
+    Returns the scored plans sorted by GAP (best first); pick the first that fits."""
+    plans = []
+    for choice in itertools.product(*[[None] + o for o in _options(candidates)]):
+        members = tuple(sorted(m for m in choice if m is not None))
+        size = plan_bytes(candidates, members, overhead)
+        if members and (score_all or size <= budget):
+            plans.append(Plan(members, size, gap_fn(members)))
+    return sorted(plans, key=lambda p: (-p.gap, p.bytes, p.members))
+
+
+def greedy_search(candidates, gap_fn, budget, overhead=0):
+    """Forward selection: from the empty plan, repeatedly take the move (add a run at some
+    precision, or change one member's precision) that gives the highest GAP within budget;
+    stop when no move improves GAP. Returns every plan scored, best first."""
+    options = _options(candidates)
+    run_of = {m: r for r, o in enumerate(options) for m in o}
+    scored, current, best_gap = {}, (), -1.0
+    while True:
+        moves = set()
+        used = {run_of[m]: m for m in current}
+        for r, o in enumerate(options):
+            for m in o:
+                if r not in used:
+                    moves.add(tuple(sorted(current + (m,))))
+                elif used[r] != m:
+                    moves.add(tuple(sorted(set(current) - {used[r]} | {m})))
+        best_move = None
+        for members in moves:
+            size = plan_bytes(candidates, members, overhead)
+            if size > budget:
+                continue
+            if members not in scored:
+                scored[members] = Plan(members, size, gap_fn(members))
+            if scored[members].gap > best_gap:
+                best_gap, best_move = scored[members].gap, members
+        if best_move is None:
+            break
+        current = best_move
+    return sorted(scored.values(), key=lambda p: (-p.gap, p.bytes, p.members))
+
+
+def count_plans(candidates):
+    return int(np.prod([len(o) + 1 for o in _options(candidates)], dtype=np.float64)) - 1
+
+
+def search(candidates, gap_fn, budget, overhead=0, max_exhaustive=20000, score_all=False):
+    """(best plan within budget or None, every plan scored best first, "exhaustive"|"greedy").
+
+    Exhaustive when count_plans <= max_exhaustive, else greedy_search. score_all: also score
+    the plans over budget (exhaustive only; for the size/GAP plot)."""
+    if count_plans(candidates) <= max_exhaustive:
+        plans, how = exhaustive_search(candidates, gap_fn, budget, overhead, score_all), "exhaustive"
+    else:
+        plans, how = greedy_search(candidates, gap_fn, budget, overhead), "greedy"
+    best = next((p for p in plans if p.bytes <= budget), None)
+    return best, plans, how
+
+
+def smallest_plan_bytes(candidates, overhead=0):
+    return plan_bytes(candidates, (min(range(len(candidates)), key=lambda i: candidates[i].bytes),),
+                      overhead)
+
+
+def pareto_front(plans):
+    """Plans not beaten by a smaller-or-equal plan with a higher GAP, by increasing size."""
+    front, best = [], -np.inf
+    for p in sorted(plans, key=lambda p: (p.bytes, -p.gap)):
+        if p.gap > best:
+            front.append(p)
+            best = p.gap
+    return front
+
+
+def explain(candidates, plan, gap_fn, budget, overhead=0):
+    """Why each run is in the plan as it is: {run: text}, e.g. 'cast to bfloat16: -1.2 MB,
+    -0.0001 GAP vs float32' or 'dropped: adding it (int8, +3.0 MB) goes over budget'."""
+    mb = 1e6
+    why = {}
+    chosen = {candidates[m].run: m for m in plan.members}
+    for options in _options(candidates):
+        run = candidates[options[0]].run
+        if run in chosen:
+            m = chosen[run]
+            c = candidates[m]
+            ref = next((o for o in options if candidates[o].precision == "float32"), None)
+            if c.precision == "float32" or ref is None:
+                why[run] = f"kept at {c.precision}"
+                continue
+            alt = tuple(sorted(set(plan.members) - {m} | {ref}))
+            alt_size = plan_bytes(candidates, alt, overhead)
+            d_gap = plan.gap - gap_fn(alt)
+            fit = "fits" if alt_size <= budget else "over budget"
+            why[run] = (f"cast to {c.precision}: {-(candidates[ref].bytes - c.bytes) / mb:+.3f} MB, "
+                        f"{d_gap:+.4f} GAP vs float32 (float32 plan {fit})")
+            continue
+        tries = []
+        for o in options:
+            alt = tuple(sorted(plan.members + (o,)))
+            size = plan_bytes(candidates, alt, overhead)
+            tries.append((size <= budget, o, alt, size))
+        fitting = [t for t in tries if t[0]]
+        if not fitting:
+            o, size = min(((t[1], t[3]) for t in tries), key=lambda t: t[1])
+            why[run] = (f"dropped: adding it even at {candidates[o].precision} "
+                        f"(+{candidates[o].bytes / mb:.3f} MB) exceeds the budget by {(size - budget) / mb:.3f} MB")
+        else:
+            scores = [(gap_fn(alt), o) for _, o, alt, _ in fitting]
+            g, o = max(scores)
+            why[run] = (f"dropped: adding it at {candidates[o].precision} fits but changes GAP by "
+                        f"{g - plan.gap:+.4f}")
+    return why
+
