@@ -1,6 +1,6 @@
 """Plan the best ensemble that fits a size budget and write it as one Keras graph.
 
-    python submit.py --budget 1GB --valid 'data/validate*.tfrecord' [--runs checkpoints/] [--out submission/]
+    python submit.py --budget 1GB [--valid 'data/validate*.tfrecord'] [--runs checkpoints/] [--out submission/]
 
 See yt8m_kit/submit.py for what it does and README "Ensemble artifact" for what it writes.
 """
@@ -23,8 +23,9 @@ def build_parser():
         prog="submit.py", description=__doc__.split("\n\n")[0],
         epilog="Exit status: 0 on success, 2 with a message when nothing fits the budget or an input is wrong.")
     p.add_argument("--budget", required=True, help=BUDGET_HELP)
-    p.add_argument("--valid", required=True,
-                   help="labelled validation TFRecords (glob, or comma-separated globs) every member is scored on")
+    p.add_argument("--valid",
+                   help="labelled validation TFRecords (glob, or comma-separated globs) every member is scored "
+                        "on (default: the --valid the runs were trained with, when they all agree)")
     p.add_argument("--runs", default="checkpoints",
                    help="directory of run directories; each run's averaged checkpoint is used when it has one "
                         "(default: checkpoints)")
@@ -44,7 +45,7 @@ def build_parser():
 def parse_config(argv):
     from yt8m_kit.fileio import parse_size
     from yt8m_kit.plan import PRECISIONS
-    from yt8m_kit.submit import SubmitConfig
+    from yt8m_kit.submit import SubmitConfig, default_valid
 
     args = build_parser().parse_args(argv)
     try:
@@ -59,7 +60,8 @@ def parse_config(argv):
         raise ConfigError(f"--precisions {args.precisions!r}: use some of {', '.join(PRECISIONS)}")
     if args.repeats < 1 or args.batch_size < 1:
         raise ConfigError("--repeats and --batch-size must be at least 1")
-    return SubmitConfig(budget=budget, valid=args.valid, runs=args.runs, out=args.out, precisions=precisions,
+    valid = args.valid or default_valid(args.runs)
+    return SubmitConfig(budget=budget, valid=valid, runs=args.runs, out=args.out, precisions=precisions,
                         repeats=args.repeats, seed=args.seed, batch_size=args.batch_size,
                         max_exhaustive=args.max_exhaustive)
 

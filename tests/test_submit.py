@@ -140,3 +140,23 @@ def test_size_is_checked_after_writing(big, runs, frame_data, tmp_path, monkeypa
         S.run_submit(config(runs, frame_data, tmp_path / "o", small + 1000), log=logs.append)
     assert any("over the limit" in m for m in logs), logs[-4:]
     assert not os.path.exists(tmp_path / "o" / "ensemble.keras")
+
+
+def test_default_valid_comes_from_the_runs(tmp_path, monkeypatch):
+    import json as _json
+
+    from yt8m_kit import submit as submit_lib
+    from yt8m_kit.errors import ConfigError as _ConfigError
+
+    runs = []
+    for name, valid in (("a", "v/validate*.tfrecord"), ("b", "v/validate*.tfrecord"), ("c", None)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "run.json").write_text(_json.dumps({"schedule": {"valid": valid}}))
+        runs.append(str(run))
+    monkeypatch.setattr(submit_lib, "find_runs", lambda runs_dir: runs)
+    assert submit_lib.default_valid(str(tmp_path)) == "v/validate*.tfrecord"
+
+    (tmp_path / "c" / "run.json").write_text(_json.dumps({"schedule": {"valid": "other*.tfrecord"}}))
+    with pytest.raises(_ConfigError, match="pass --valid PATTERN.*other"):
+        submit_lib.default_valid(str(tmp_path))

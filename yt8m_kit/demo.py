@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 
-from yt8m_kit.errors import Yt8mError, cli_main
-from yt8m_kit.fileio import atomic_open
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (scoring runs in-process)
+
+from yt8m_kit.errors import Yt8mError, cli_main  # noqa: E402
+from yt8m_kit.fileio import atomic_open  # noqa: E402
 
 # The paper's six sub-models, in their tiny variants (same architecture, < 1M parameters).
 DEMO_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru")
@@ -44,7 +46,7 @@ class Stage:
             raise Yt8mError(f"demo stage '{title}' failed (exit {proc.returncode}): python {shown}")
         print(f"    done in {seconds:.1f}s", flush=True)
         if capture_json:
-            return json.loads(proc.stdout.strip().splitlines()[-1])
+            return json.loads(proc.stdout)
         return None
 
 

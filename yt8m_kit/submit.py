@@ -66,6 +66,25 @@ def find_runs(runs_dir):
     return runs
 
 
+def default_valid(runs_dir):
+    """The validation pattern the runs under `runs_dir` were trained with (run.json), when
+    they name exactly one; else a ConfigError asking for --valid."""
+    patterns = {}
+    for run in find_runs(runs_dir):
+        try:
+            with open(os.path.join(run, "run.json")) as f:
+                valid = json.load(f).get("schedule", {}).get("valid")
+        except (OSError, ValueError):
+            valid = None
+        if valid:
+            patterns.setdefault(valid, []).append(os.path.basename(run))
+    if len(patterns) != 1:
+        found = "; ".join(f"{p} ({', '.join(r)})" for p, r in patterns.items()) or "none"
+        raise ConfigError(f"pass --valid PATTERN: the runs under {runs_dir} do not name one validation set "
+                          f"(trained with --valid: {found})")
+    return next(iter(patterns))
+
+
 def data_signature(pattern):
     """Names, sizes and mtimes of the files the pattern matches: changes when the data does."""
     from yt8m_kit.data import list_files

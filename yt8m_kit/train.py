@@ -432,14 +432,14 @@ def build_parser():
     p.add_argument("--train", required=True, help="training TFRecords: glob(s), comma-separated")
     p.add_argument("--valid", help="validation TFRecords for periodic GAP@20")
     p.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
-    g = p.add_mutually_exclusive_group(required=True)
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="train until this global step")
     g.add_argument("--epochs", type=float, help="train this many passes over --train (converted to steps)")
-    p.add_argument("--batch-size", type=int, default=64, help="global batch size (default 64)")
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    p.add_argument("--lr-decay", type=float, default=0.8, help="staircase decay factor (default 0.8)")
-    p.add_argument("--lr-decay-examples", type=int, default=4_000_000, help="examples per decay (default 4M)")
-    p.add_argument("--clip-norm", type=float, default=1.0, help="global gradient-norm clip (default 1.0)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default 64)")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
+    p.add_argument("--lr-decay", type=float, help="staircase decay factor (default 0.8)")
+    p.add_argument("--lr-decay-examples", type=int, help="examples per decay (default 4M)")
+    p.add_argument("--clip-norm", type=float, help="global gradient-norm clip (default 1.0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     p.add_argument("--keep", type=int, default=5, help="checkpoints kept (default 5)")
@@ -455,12 +455,30 @@ def build_parser():
     return p
 
 
+TUNABLE = ("steps", "epochs", "batch_size", "lr", "lr_decay", "lr_decay_examples", "clip_norm")
+
+
+def resolve_tunables(model, given):
+    """Trainer settings: the command line's where given, else the model's registered ones
+    (model_info(name)["train"], e.g. the tuned `video` model's), else TrainConfig's defaults."""
+    from yt8m_kit.models import model_info
+
+    registered = model_info(model)["train"]
+    chosen = {k: given[k] if given.get(k) is not None else registered.get(k) for k in TUNABLE}
+    if given.get("steps") is not None or given.get("epochs") is not None:  # one of them, never both
+        chosen["steps"], chosen["epochs"] = given.get("steps"), given.get("epochs")
+    if chosen["steps"] is None and chosen["epochs"] is None:
+        raise ConfigError(f"say how long to train model {model!r}: --steps N or --epochs N "
+                          "(it has no registered default)")
+    return {k: v for k, v in chosen.items() if v is not None}
+
+
 @cli_main
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    tunables = resolve_tunables(a.model, {k: getattr(a, k) for k in TUNABLE})
     config = TrainConfig(
-        model=a.model, train=a.train, out=a.out, steps=a.steps, epochs=a.epochs, batch_size=a.batch_size,
-        lr=a.lr, lr_decay=a.lr_decay, lr_decay_examples=a.lr_decay_examples, clip_norm=a.clip_norm,
+        model=a.model, train=a.train, out=a.out, **tunables,
         overrides=parse_set(a.set), valid=a.valid, valid_every=a.valid_every,
         checkpoint_every=a.checkpoint_every, keep=a.keep, precision=a.precision, strategy=a.strategy,
         tf_config=os.environ.get("TF_CONFIG") if a.strategy == "multi_worker" else None,

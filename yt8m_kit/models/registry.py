@@ -26,12 +26,15 @@ class ModelSpec:
     defaults: dict  # the whole configuration, dtype included
     paper_mib: float = None  # Tang et al. Table 1 size (MiB of fp32 parameters), if any
     doc: str = ""
+    train: dict = dataclasses.field(default_factory=dict)  # recommended trainer settings (lr, epochs, ...)
 
 
-def register_model(level, paper_mib=None, defaults=None, name=None):
+def register_model(level, paper_mib=None, defaults=None, name=None, train=None):
     """Decorator: register `fn` under `name` (default fn.__name__).
 
-    The configuration is `defaults` if given, else fn's keyword defaults.
+    The configuration is `defaults` if given, else fn's keyword defaults. `train` holds the
+    trainer settings this model was tuned with (TrainConfig keys, e.g. lr, batch_size, epochs):
+    `python -m yt8m_kit.train` uses them where the command line does not say otherwise.
     """
     if level not in LEVELS:
         raise ValueError(f"model level ({level!r}) must be one of {LEVELS}")
@@ -43,7 +46,8 @@ def register_model(level, paper_mib=None, defaults=None, name=None):
             config = {k: p.default for k, p in inspect.signature(fn).parameters.items()
                       if p.default is not inspect.Parameter.empty}
         config.setdefault("dtype", "float32")
-        add_spec(ModelSpec(name or fn.__name__, level, fn, config, paper_mib, inspect.getdoc(fn) or ""))
+        add_spec(ModelSpec(name or fn.__name__, level, fn, config, paper_mib, inspect.getdoc(fn) or "",
+                           dict(train or {})))
         return fn
 
     return wrap
@@ -109,10 +113,10 @@ def list_models(pattern=None):
 
 
 def model_info(name):
-    """{name, level, defaults, paper_mib, doc} of a registered model (a copy; safe to mutate)."""
+    """{name, level, defaults, paper_mib, doc, train} of a registered model (a copy; safe to mutate)."""
     spec = get_spec(name)
     return {"name": spec.name, "level": spec.level, "defaults": dict(spec.defaults),
-            "paper_mib": spec.paper_mib, "doc": spec.doc}
+            "paper_mib": spec.paper_mib, "doc": spec.doc, "train": dict(spec.train)}
 
 
 def model_inputs(model, batch):

@@ -1,0 +1,36 @@
+"""The trainer takes a model's registered training settings where the command line is silent."""
+
+import pytest
+
+from yt8m_kit.errors import ConfigError
+from yt8m_kit.models import model_info
+from yt8m_kit.train import TrainConfig, resolve_tunables
+
+
+def _given(**kw):
+    base = dict.fromkeys(("steps", "epochs", "batch_size", "lr", "lr_decay", "lr_decay_examples", "clip_norm"))
+    base.update(kw)
+    return base
+
+
+def test_video_model_trains_with_no_options():
+    registered = model_info("video")["train"]
+    assert registered.get("epochs") or registered.get("steps"), "the tuned video model must say how long to train"
+    chosen = resolve_tunables("video", _given())
+    for key, value in registered.items():
+        assert chosen[key] == value
+
+
+def test_command_line_wins_over_registered():
+    chosen = resolve_tunables("video", _given(steps=7, lr=0.5))
+    assert chosen["steps"] == 7 and "epochs" not in chosen  # --steps replaces the registered epochs
+    assert chosen["lr"] == 0.5
+
+
+def test_model_without_registered_length_needs_steps():
+    assert not model_info("lfnl_netvlad_tiny")["train"]
+    with pytest.raises(ConfigError, match="--steps N or --epochs N"):
+        resolve_tunables("lfnl_netvlad_tiny", _given())
+    chosen = resolve_tunables("lfnl_netvlad_tiny", _given(steps=3))
+    config = TrainConfig(model="lfnl_netvlad_tiny", train="x", out="y", **chosen)
+    assert (config.steps, config.lr, config.batch_size) == (3, 2e-4, 64)  # the paper's lr by default
