@@ -127,6 +127,11 @@ def test_bfloat16_cast_moves_outputs_little(name):
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
     diff = np.abs(keras.ops.convert_to_numpy(out) - predict(ref, x))
     assert diff.max() <= BF16_MAX and diff.mean() <= BF16_MEAN, f"{name}: bf16 moved outputs by {diff.max()}"
+    # The probabilities stay float32 to the end: bfloat16 ones (8-bit mantissa) would tie
+    # often, and ties cost GAP. A bf16-rounded output would have far fewer distinct values.
+    values = keras.ops.convert_to_numpy(out).ravel()
+    rounded = keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(out, "bfloat16"), "float32")).ravel()
+    assert len(np.unique(values)) > 2 * len(np.unique(rounded)), f"{name}: bf16 outputs are quantised"
 
 
 def test_mixed_bfloat16_keeps_float32_variables_and_output():

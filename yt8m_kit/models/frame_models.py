@@ -39,7 +39,7 @@ def classifier(x, dtype, hidden_size, hidden_gating, num_experts, video_gating, 
         x = ContextGating(dtype=dtype, name="hidden_gating")(x)
     p = MixtureOfExperts(num_experts, dtype=dtype, name="moe")(x)
     if video_gating:
-        p = ContextGating(rank=video_gating_rank, dtype=dtype, name="video_gating")(p)
+        p = ContextGating(rank=video_gating_rank, float32_io=True, dtype=dtype, name="video_gating")(p)
     return keras.layers.Activation("linear", dtype="float32", name="probabilities")(p)
 
 

@@ -29,6 +29,11 @@ def video_inputs():
     return {"features": keras.Input((FEATURE_DIM,), name="features")}
 
 
+def _sigmoid32(logits):
+    """Sigmoid in float32: bfloat16 probabilities would tie often, and ties cost GAP."""
+    return keras.layers.Activation("sigmoid", dtype="float32", name="sigmoid32")(logits)
+
+
 def _finish(inputs, p, name):
     out = keras.layers.Activation("linear", dtype="float32", name="probabilities")(p)
     return keras.Model(inputs, out, name=name)
@@ -38,8 +43,8 @@ def _finish(inputs, p, name):
 def video_logistic(*, name, dtype="float32"):
     """Logistic regression: one Dense(3862, sigmoid) on the 1152 features (starter baseline)."""
     inputs = video_inputs()
-    p = keras.layers.Dense(NUM_CLASSES, activation="sigmoid", dtype=dtype, name="logistic")(inputs["features"])
-    return _finish(inputs, p, name)
+    logits = keras.layers.Dense(NUM_CLASSES, dtype=dtype, name="logistic")(inputs["features"])
+    return _finish(inputs, _sigmoid32(logits), name)
 
 
 @register_model("video")
@@ -80,7 +85,7 @@ def video(*, name, normalise, input_dropout, hidden, batch_norm, dropout, contex
     if experts:
         p = MixtureOfExperts(experts, dtype=dtype, name="moe")(x)
     else:
-        p = keras.layers.Dense(NUM_CLASSES, activation="sigmoid", dtype=dtype, name="logistic")(x)
+        p = _sigmoid32(keras.layers.Dense(NUM_CLASSES, dtype=dtype, name="logistic")(x))
     if video_gating:
-        p = ContextGating(rank=video_gating_rank, dtype=dtype, name="video_gating")(p)
+        p = ContextGating(rank=video_gating_rank, float32_io=True, dtype=dtype, name="video_gating")(p)
     return _finish(inputs, p, name)
