@@ -28,9 +28,14 @@ def test_command_line_wins_over_registered():
 
 
 def test_model_without_registered_length_needs_steps():
-    assert not model_info("lfnl_netvlad_tiny")["train"]
+    assert "steps" not in model_info("lfnl_netvlad_tiny")["train"]
     with pytest.raises(ConfigError, match="--steps N or --epochs N"):
         resolve_tunables("lfnl_netvlad_tiny", _given())
-    chosen = resolve_tunables("lfnl_netvlad_tiny", _given(steps=3))
-    config = TrainConfig(model="lfnl_netvlad_tiny", train="x", out="y", **chosen)
+    chosen = resolve_tunables("lfnl_netvlad", _given(steps=3))
+    config = TrainConfig(model="lfnl_netvlad", train="x", out="y", **chosen)
     assert (config.steps, config.lr, config.batch_size) == (3, 2e-4, 64)  # the paper's lr by default
+
+
+def test_tiny_variants_carry_their_own_learning_rate():
+    chosen = resolve_tunables("gru_tiny", _given(steps=3))
+    assert chosen["lr"] == model_info("gru_tiny")["train"]["lr"] > 2e-4

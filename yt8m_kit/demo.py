@@ -51,7 +51,7 @@ class Stage:
 
 
 def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, checkpoint_every=25, frames=32,
-             lr=2e-3, max_frames=150, budget="1MiB", seed=0):
+             max_frames=150, budget="2MB", seed=0):
     """Run the pipeline into `out`; return the summary dict it prints."""
     out = os.path.abspath(out)
     if os.path.exists(out):
@@ -75,7 +75,7 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
         stage.run(f"Train {name}_tiny ({steps} steps, {frames} sampled frames per video)",
                   ["-m", "yt8m_kit.train", "--model", f"{name}_tiny", "--train", train_glob,
                    "--out", run_dir, "--steps", steps, "--batch-size", batch_size, "--frames", frames,
-                   "--lr", lr, "--lr-decay", 0.5, "--lr-decay-examples", steps * batch_size // 4,
+                   "--lr-decay", 0.5, "--lr-decay-examples", steps * batch_size // 4,
                    "--checkpoint-every", checkpoint_every, "--keep", keep, "--seed", seed,
                    "--no-progress"])
         stage.run(f"Average the last {keep} checkpoints of {name}",
@@ -147,7 +147,7 @@ def main(argv=None):
     p.add_argument("--out", default="demo_out", help="output folder, replaced if it exists (default: demo_out)")
     p.add_argument("--videos", type=int, default=500, help="videos per split to generate (default: 500)")
     p.add_argument("--steps", type=int, default=400, help="training steps per model (default: 400)")
-    p.add_argument("--budget", default="1MiB", help="ensemble size budget (default: 1MiB, which forces choices)")
+    p.add_argument("--budget", default="2MB", help="ensemble size budget (default: 2MB, which forces choices)")
     args = p.parse_args(argv)
     summary = run_demo(args.out, videos=args.videos, steps=args.steps, budget=args.budget)
     print_summary(summary)

@@ -53,3 +53,39 @@ class MixtureOfExperts(keras.layers.Layer):
         config = super().get_config()
         config.update({"num_experts": self.num_experts, "num_classes": self.num_classes})
         return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_kit")
+class Logistic(keras.layers.Layer):
+    """(B, H) -> (B, C) sigmoid(x W + b), computed in float32 whatever the weights' dtype.
+
+    Under bfloat16 weights a bfloat16 matmul would round the logits to 8 bits of mantissa
+    (steps of 0.03 near the initial bias of -7), so many probabilities would tie.
+    """
+
+    def __init__(self, num_classes=NUM_CLASSES, bias_init=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_classes) < 1:
+            raise ValueError(f"number of classes ({num_classes}) must be a positive integer")
+        self.num_classes, self.bias_init = int(num_classes), float(bias_init)
+
+    def build(self, input_shape):
+        if input_shape[-1] is None or len(input_shape) != 2:
+            raise ValueError(f"logistic head expects (batch, features) with known features; got {input_shape}")
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.num_classes), initializer="glorot_uniform",
+                                      name="kernel")
+        self.bias = self.add_weight(shape=(self.num_classes,), name="bias",
+                                    initializer=keras.initializers.Constant(self.bias_init))
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        logits = ops.matmul(x, ops.cast(self.kernel, "float32")) + ops.cast(self.bias, "float32")
+        return ops.sigmoid(logits)  # (B, C) float32
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_classes)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_classes": self.num_classes, "bias_init": self.bias_init})
+        return config

@@ -157,7 +157,7 @@ def gru(*, name, units=1200, num_layers=2, num_experts=2, dtype="float32"):
 # Tiny variants: same architecture, well under 1M parameters, for tests and the demo. What
 # shrinks: clusters 64/32 -> 8/4, non-local width D/2 -> D/64, hidden 1024 -> 16, experts
 # -> 2, full-rank gating (1024^2, 1152^2, 3862^2) -> rank 8/16, Soft-BoF 4K/8K -> 32/64,
-# GRU 2 x 1200 -> 2 x 8. The MoE on 3862 classes dominates what is left.
+# GRU 2 x 1200 -> 2 x 16. The MoE on 3862 classes dominates what is left.
 _TINY_VLAD = dict(num_clusters=8, non_local_ratio=1 / 64, hidden_size=16, num_experts=2,
                   video_gating_rank=8)
 TINY = {
@@ -167,7 +167,12 @@ TINY = {
     "efnl_netvlad": dict(_TINY_VLAD, frame_gating_rank=16),
     "soft_bof_4k": dict(num_clusters=32, hidden_size=16),
     "soft_bof_8k": dict(num_clusters=64, hidden_size=16),
-    "gru": dict(units=8),
+    "gru": dict(units=16),
 }
+# Tiny models learn fast at a higher rate than the paper's 2e-4 (measured on the demo's data:
+# 300 steps at batch 32: gru_tiny GAP 0.25 at 2e-3 vs 0.43 at 1e-2; soft_bof_4k_tiny 0.54 at 1e-2).
+TINY_LR = {"lfnl_netvlad": 5e-3, "lfnl_netrvlad": 5e-3, "netvlad": 5e-3, "efnl_netvlad": 5e-3,
+           "soft_bof_4k": 1e-2, "soft_bof_8k": 1e-2, "gru": 1e-2}
 for _base, _changes in TINY.items():
-    register_variant(f"{_base}_tiny", _base, f"Tiny {_base} (same architecture): {_changes}", **_changes)
+    register_variant(f"{_base}_tiny", _base, f"Tiny {_base} (same architecture): {_changes}",
+                     train={"lr": TINY_LR[_base]}, **_changes)

@@ -53,14 +53,15 @@ def register_model(level, paper_mib=None, defaults=None, name=None, train=None):
     return wrap
 
 
-def register_variant(name, base, doc, **changes):
-    """Register `name` as `base` with some defaults changed (e.g. the *_tiny variants)."""
+def register_variant(name, base, doc, train=None, **changes):
+    """Register `name` as `base` with some defaults changed (e.g. the *_tiny variants), and
+    optionally its own trainer settings (`train`, as in register_model)."""
     spec = _REGISTRY[base]
     unknown = sorted(set(changes) - set(spec.defaults))
     if unknown:
         raise ValueError(f"variant {name!r} of {base!r} changes unknown keys {unknown}")
     add_spec(dataclasses.replace(spec, name=name, defaults={**spec.defaults, **changes},
-                                 paper_mib=None, doc=doc))
+                                 paper_mib=None, doc=doc, train={**spec.train, **(train or {})}))
 
 
 def add_spec(spec):
