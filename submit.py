@@ -35,6 +35,8 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=1,
                    help="random frame sub-samples averaged per video for frame-level members (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="frame sampling seed (default: 0)")
+    p.add_argument("--num-samples", type=int, default=300,
+                   help="frames per random sub-sample for frame-level members (default: 300)")
     p.add_argument("--batch-size", type=int, default=32, help="videos per prediction batch (default: 32)")
     p.add_argument("--max-exhaustive", type=int, default=20000,
                    help="search every plan when there are at most this many, else forward greedy "
@@ -58,11 +60,12 @@ def parse_config(argv):
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise ConfigError(f"--precisions {args.precisions!r}: use some of {', '.join(PRECISIONS)}")
-    if args.repeats < 1 or args.batch_size < 1:
-        raise ConfigError("--repeats and --batch-size must be at least 1")
+    if args.repeats < 1 or args.batch_size < 1 or args.num_samples < 1:
+        raise ConfigError("--repeats, --num-samples and --batch-size must be at least 1")
     valid = args.valid or default_valid(args.runs)
     return SubmitConfig(budget=budget, valid=valid, runs=args.runs, out=args.out, precisions=precisions,
-                        repeats=args.repeats, seed=args.seed, batch_size=args.batch_size,
+                        repeats=args.repeats, seed=args.seed, num_samples=args.num_samples,
+                        batch_size=args.batch_size,
                         max_exhaustive=args.max_exhaustive)
 
 

@@ -81,9 +81,9 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
         stage.run(f"Average the last {keep} checkpoints of {name}",
                   ["-m", "yt8m_kit.average", run_dir, "--last", keep])
         print(f"    scoring {name}'s last {keep} checkpoints and their average on validation", flush=True)
-        members = [evaluate_checkpoint(os.path.join(run_dir, c), valid_glob, seed=seed)["gap"]
+        members = [evaluate_checkpoint(os.path.join(run_dir, c), valid_glob, seed=seed, num_samples=frames)["gap"]
                    for c in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))]
-        averaged = evaluate_checkpoint(run_dir, valid_glob, seed=seed)["gap"]
+        averaged = evaluate_checkpoint(run_dir, valid_glob, seed=seed, num_samples=frames)["gap"]
         print(f"    members {' '.join(f'{g:.4f}' for g in members)} -> averaged {averaged:.4f}", flush=True)
         summary["models"][name] = {
             "run": run_dir, "checkpoint_gaps": members,
@@ -91,18 +91,19 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
         }
 
     stage.run(f"Plan the ensemble under a {budget} budget (python submit.py)",
-              ["submit.py", "--budget", budget, "--runs", runs, "--valid", valid_glob, "--out", sub])
+              ["submit.py", "--budget", budget, "--runs", runs, "--valid", valid_glob, "--out", sub,
+               "--num-samples", frames])
     with open(os.path.join(sub, "plan.json")) as f:
         summary["plan"] = json.load(f)
 
     csv_path = os.path.join(out, "submission.csv")
     stage.run("Inference with 10 repeats on the test split, upload dry run (python inference.py)",
               ["inference.py", "--model", sub, "--input", test_glob, "--repeats", 10,
-               "--output", csv_path, "--seed", seed, "--dry-run"])
+               "--num-samples", frames, "--output", csv_path, "--seed", seed, "--dry-run"])
     valid_csv = os.path.join(out, "validate.csv")
     stage.run("The same ensemble on the validation split, to score the CSV path",
               ["inference.py", "--model", sub, "--input", valid_glob, "--repeats", 10,
-               "--output", valid_csv, "--seed", seed])
+               "--num-samples", frames, "--output", valid_csv, "--seed", seed])
     summary["csv_metrics"] = stage.run("Score that CSV (python -m yt8m_kit.evaluate --predictions)",
                                        ["-m", "yt8m_kit.evaluate", "--predictions", valid_csv,
                                         "--data", valid_glob, "--json"], capture_json=True)

@@ -42,6 +42,7 @@ class SubmitConfig:
     precisions: tuple = plan_lib.PRECISIONS
     repeats: int = 1
     seed: int = 0
+    num_samples: int = 300  # frames per random sub-sample (frame-level members)
     batch_size: int = 32
     max_exhaustive: int = 20000
     pool: int = 64  # classes kept per candidate and video by plan.SubsetGap (see its doc)
@@ -96,9 +97,9 @@ def data_signature(pattern):
     return h.hexdigest()[:16]
 
 
-def prediction_key(fingerprint, valid, precision, repeats, seed):
+def prediction_key(fingerprint, valid, precision, repeats, seed, num_samples):
     return {"checkpoint_fingerprint": fingerprint, "data": str(valid), "data_signature": data_signature(valid),
-            "precision": precision, "repeats": int(repeats), "seed": int(seed)}
+            "precision": precision, "repeats": int(repeats), "seed": int(seed), "num_samples": int(num_samples)}
 
 
 def cached_predictions(run_dir, member, key, config, log):
@@ -117,7 +118,8 @@ def cached_predictions(run_dir, member, key, config, log):
     attrs = dict(key, checkpoint=ckpt_lib.resolve_checkpoint(run_dir))
     with pred_lib.PredictionWriter(path, attrs) as writer:
         for ids, scores, labels in predict_batches(member, config.valid, repeats=config.repeats,
-                                                   seed=config.seed, batch_size=config.batch_size):
+                                                   seed=config.seed, batch_size=config.batch_size,
+                                                   num_samples=config.num_samples):
             if labels is None:
                 raise DataError("validation records have no labels: --valid needs labelled data", file=config.valid)
             writer.add(ids, scores, labels)
@@ -164,7 +166,7 @@ def build_candidates(config, log, handles):
             member = ens_lib.cast_weights(model, ens_lib.build_member(meta["model"], overrides, precision),
                                           precision)
             layer = ens_lib.EnsembleMember(meta["model"], overrides, precision, run_dir, member=member)
-            key = prediction_key(fp, config.valid, precision, config.repeats, config.seed)
+            key = prediction_key(fp, config.valid, precision, config.repeats, config.seed, config.num_samples)
             path = cached_predictions(run_dir, member, key, config, log)
             ids, matrix, indptr, indices = open_scores(path, handles, ids0)
             if ids0 is None:
@@ -261,7 +263,8 @@ def plan_and_write(config, candidates, scorer, models, t0, log):
         "dropped": [{"run": r, "why": w} for r, w in why.items() if r not in {c.run for c in chosen}],
         "search": {"method": how, "plans_scored": len(plans), "seconds": round(search_s, 3),
                    "overhead_bytes": int(overhead), "valid": config.valid, "repeats": config.repeats,
-                   "seed": config.seed, "videos": int(scorer.n)},
+                   "seed": config.seed, "num_samples": config.num_samples,
+                   "videos": int(scorer.n)},
     }
     write_json(os.path.join(config.out, "plan.json"), result)
     plot_plans(os.path.join(config.out, "plan.png"), plans, best, config.budget)
