@@ -6,7 +6,7 @@
 For each N it generates N frame-level test videos (yt8m_kit.synth), saves a randomly
 initialised tiny model as a checkpoint, runs the real command
 `python inference.py --model CKPT --input DIR/test*.tfrecord --repeats R` in a fresh process,
-and reads that process's peak RSS from the kernel (os.wait4 -> ru_maxrss). Pass when the
+and reads that process's peak RSS (VmHWM, polled from /proc while it runs). Pass when the
 largest peak is within --tolerance (default 10%) of the smallest. Data and CSVs go under
 --work (default: a temporary directory, deleted afterwards).
 """
@@ -44,21 +44,30 @@ def make_checkpoint(run_dir, model):
     return run_dir
 
 
-def measure(run_dir, pattern, output, *, repeats, batch_size, num_samples):
-    """Run inference.py in a fresh process -> (peak RSS bytes, wall seconds)."""
+def measure(run_dir, pattern, output, *, repeats, batch_size, num_samples, poll_s=0.05):
+    """Run inference.py in a fresh process -> (peak RSS bytes, wall seconds).
+
+    Reads the child's VmHWM from /proc while it runs: the ru_maxrss that os.wait4 reports
+    starts at the parent's RSS when the child is exec'd (this parent holds TensorFlow), so it
+    would report the parent's floor rather than the child's peak."""
     cmd = [sys.executable, os.path.join(ROOT, "inference.py"), "--model", run_dir, "--input", pattern,
            "--repeats", str(repeats), "--batch-size", str(batch_size), "--num-samples", str(num_samples),
            "--output", output, "--quiet"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    start, hwm = time.monotonic(), 0
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                hwm = max([hwm] + [int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmHWM:")])
+        except (OSError, ValueError):
+            pass
+        time.sleep(poll_s)
     wall = time.monotonic() - start
     err = proc.stderr.read().decode(errors="replace")
-    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"inference failed (exit {proc.returncode}):\n{err[-3000:]}")
-    return usage.ru_maxrss * 1024, wall  # Linux reports KiB
+    return hwm, wall
 
 
 def build_parser():

@@ -1,0 +1,106 @@
+"""bench/run.py: the harness runs every benchmark at --smoke size, and its FLOP count is right."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+import run as bench  # noqa: E402
+
+
+def graph_matmul_flops(model, frames):
+    """2 * output elements * contracted size of every MatMul/BatchMatMul/Einsum in the traced
+    forward graph: an independent count to check the analytic one against."""
+    import tensorflow as tf
+
+    fn = tf.function(lambda x, n: model({"frames": x, "num_frames": n}, training=False))
+    graph = fn.get_concrete_function(tf.TensorSpec([1, frames, 1152]), tf.TensorSpec([1], tf.int32)).graph
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in ("MatMul", "BatchMatMulV2", "Einsum"):
+            continue
+        a, b = op.inputs[0].shape.as_list(), op.inputs[1].shape.as_list()
+        out = op.outputs[0].shape.as_list()
+        if op.type == "MatMul":
+            k = a[0] if op.get_attr("transpose_a") else a[1]
+        elif op.type == "BatchMatMulV2":
+            k = a[-2] if op.get_attr("adj_x") else a[-1]
+        else:
+            ins, res = op.get_attr("equation").decode().split("->")
+            x, y = ins.split(",")
+            dims = {**dict(zip(x, a)), **dict(zip(y, b))}
+            k = int(np.prod([dims[c] for c in set(x) & set(y) if c not in res]))
+        total += 2 * int(np.prod(out)) * k
+    return total
+
+
+@pytest.mark.parametrize("name", ["lfnl_netvlad_tiny", "lfnl_netrvlad_tiny", "efnl_netvlad_tiny",
+                                  "soft_bof_8k_tiny"])
+def test_forward_flops_match_the_traced_graph(name):
+    from yt8m_kit.models import create_model
+
+    model = create_model(name)
+    assert bench.forward_flops(model, 7) == graph_matmul_flops(model, 7) > 0
+
+
+def test_gru_flops_scale_with_frames():
+    from yt8m_kit.models import create_model
+
+    model = create_model("gru_tiny")
+    u = model.get_layer("gru").units
+    assert model.get_layer("gru").num_layers == 2
+    per_frame = 2 * ((1152 + u) * 3 * u + (u + u) * 3 * u)  # two layers of 3 gates x u units
+    assert bench.forward_flops(model, 10) - bench.forward_flops(model, 5) == 5 * per_frame
+
+
+def test_summary_and_rate():
+    s = bench.summary([3.0, 1.0, 2.0, 10.0, 4.0])
+    assert s == {"median": 3.0, "min": 1.0, "max": 10.0, "runs": 5}
+    r = bench.rate(8, [2.0, 4.0])
+    assert (r["min"], r["max"]) == (2.0, 4.0)
+
+
+def test_smoke_run_every_benchmark(tmp_path, capsys):
+    results = tmp_path / "RESULTS.md"
+    rc = bench.main(["--smoke", "--runs", "2", "--json", "--results", str(results), "--work", str(tmp_path / "w")])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"reader", "train", "inference", "plan", "_meta"}
+
+    reader = out["reader"]
+    for key in ("decode_videos_per_s", "raw_videos_per_s"):
+        assert reader[key]["runs"] == 2 and 0 < reader[key]["min"] <= reader[key]["median"] <= reader[key]["max"]
+    assert reader["ratio"] == pytest.approx(reader["decode_videos_per_s"]["median"]
+                                            / reader["raw_videos_per_s"]["median"])
+
+    for name in bench.SMOKE["train_models"]:
+        t = out["train"][name]
+        assert t["examples_per_s"]["median"] > 0 and t["flops_per_s"] > 0 and t["utilisation"] > 0
+        assert t["flops_per_s"] == pytest.approx(t["examples_per_s"]["median"] * t["train_flops_per_example"])
+    assert out["train"]["config"]["peak_flops_per_s"] > 0
+
+    inf = out["inference"]
+    assert inf["videos_per_s"]["median"] > 0 and inf["flops_per_s"] > 0 and inf["utilisation"] > 0
+    mem = inf["memory"]["by_videos"]
+    assert set(mem) == {str(n) for n in bench.SMOKE["memory_videos"]}
+    assert all(row["peak_rss_mib"]["median"] > 50 for row in mem.values())
+
+    plan = out["plan"]
+    assert plan["search"] == "exhaustive" and plan["plans_scored"] > 0 and plan["best"]
+    assert plan["total_s"]["median"] >= plan["search_s"]["median"] > 0
+
+    text = results.read_text()
+    assert text.startswith("# Benchmark results") and "| reader | ratio |" in text
+    assert "| train | lfnl_netvlad_tiny.examples_per_s |" in text and out["_meta"]["commit"] in text
+
+
+def test_bad_set_is_a_clear_error(capsys):
+    assert bench.main(["--smoke", "--set", "nope=1", "--no-record"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert not os.path.exists(BENCH / "nope")
