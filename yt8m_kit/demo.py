@@ -75,7 +75,7 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
         stage.run(f"Train {name}_tiny ({steps} steps, {frames} sampled frames per video)",
                   ["-m", "yt8m_kit.train", "--model", f"{name}_tiny", "--train", train_glob,
                    "--out", run_dir, "--steps", steps, "--batch-size", batch_size, "--frames", frames,
-                   "--lr-decay", 0.5, "--lr-decay-examples", steps * batch_size // 4,
+                   "--lr-decay", 0.3, "--lr-decay-examples", steps * batch_size // 4,
                    "--checkpoint-every", checkpoint_every, "--keep", keep, "--seed", seed,
                    "--no-progress"])
         stage.run(f"Average the last {keep} checkpoints of {name}",
