@@ -130,7 +130,10 @@ def test_rerun_with_other_config_is_refused(runs, frame_data, capsys):
     argv = train_cmd(frame_data, runs["whole"])[3:]
     assert train.main(argv + ["--lr", "1e-3"]) == 2
     err = capsys.readouterr().err
-    assert "train.lr (0.0002 -> 0.001)" in err and "new --out" in err
+    from yt8m_kit.models import model_info
+
+    lr0 = model_info(MODEL)["train"].get("lr", 2e-4)  # the model's registered rate, used by default
+    assert f"train.lr ({lr0} -> 0.001)" in err and "new --out" in err
     bs = argv.index("--batch-size")
     assert train.main(argv[:bs + 1] + ["16"] + argv[bs + 2:] + ["--set", "units=32"]) == 2
     err = capsys.readouterr().err
