@@ -98,7 +98,8 @@ def data_signature(pattern):
 
 
 def prediction_key(fingerprint, valid, precision, repeats, seed, num_samples):
-    return {"checkpoint_fingerprint": fingerprint, "data": str(valid), "data_signature": data_signature(valid),
+    data = ",".join(os.path.abspath(p.strip()) for p in str(valid).split(","))  # same files, same key
+    return {"checkpoint_fingerprint": fingerprint, "data": data, "data_signature": data_signature(valid),
             "precision": precision, "repeats": int(repeats), "seed": int(seed), "num_samples": int(num_samples)}
 
 
