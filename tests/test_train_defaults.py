@@ -39,3 +39,14 @@ def test_model_without_registered_length_needs_steps():
 def test_tiny_variants_carry_their_own_learning_rate():
     chosen = resolve_tunables("gru_tiny", _given(steps=3))
     assert chosen["lr"] == model_info("gru_tiny")["train"]["lr"] > 2e-4
+
+
+def test_xla_follows_the_model_unless_told():
+    from yt8m_kit.train import resolve_xla
+
+    assert model_info("lfnl_netvlad")["train"]["xla"] is True  # measured ~2x at paper size
+    assert resolve_xla("lfnl_netvlad", None, "default") is True
+    assert resolve_xla("lfnl_netvlad", None, "mirrored") is False  # XLA is for the default strategy
+    assert resolve_xla("lfnl_netvlad", False, "default") is False  # --no-xla wins
+    assert resolve_xla("lfnl_netvlad_tiny", None, "default") is False
+    assert resolve_xla("gru_tiny", True, "default") is True
