@@ -125,3 +125,31 @@ def test_load_errors_are_clear(tmp_path):
         E.load_ensemble(tmp_path / "missing.keras")
     with pytest.raises(ConfigError, match="precision"):
         E.build_ensemble([{"model": "video_logistic", "precision": "int4"}])
+
+
+def test_member_bytes_are_the_bytes_written(tmp_path):
+    """plan.json's member bytes must be what the file holds: compare with the h5 inside the .keras."""
+    import zipfile
+
+    import h5py
+
+    from yt8m_kit import ensemble as E
+
+    bias = np.linspace(-1, 1, 7724).astype(np.float32)  # a 1-D tensor big enough for int8: one scale
+    assert Q.storage_bytes([bias], "int8") == bias.size + 4
+    specs = [{"model": "lfnl_netrvlad_tiny", "overrides": {}, "precision": "int8", "run": "a"},
+             {"model": "gru_tiny", "overrides": {}, "precision": "bfloat16", "run": "b"}]
+    model = E.build_ensemble(specs)
+    path = tmp_path / "ensemble.keras"
+    E.save_ensemble(model, str(path))
+    with zipfile.ZipFile(path) as z:
+        z.extract("model.weights.h5", tmp_path)
+    written = {}
+    with h5py.File(tmp_path / "model.weights.h5", "r") as f:
+        def add(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                top = name.split("/")[1]
+                written[top] = written.get(top, 0) + obj.size * obj.dtype.itemsize
+        f.visititems(add)
+    members = E.ensemble_members(model)
+    assert sorted(written.values()) == sorted(m.stored_bytes() for m in members)

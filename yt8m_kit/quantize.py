@@ -61,13 +61,9 @@ def storage_arrays(value, precision, min_elements=MIN_INT8_ELEMENTS):
 
 
 def storage_bytes(values, precision, min_elements=MIN_INT8_ELEMENTS):
-    """Exact data bytes that `values` (variables at their stored dtype) take when written."""
-    total = 0
-    for value in values:
-        value = np.asarray(value)
-        if precision == "int8" and should_quantize(value, min_elements):
-            last = value.shape[-1] if value.ndim else 1
-            total += value.size + 4 * last  # int8 weights + float32 scales
-        else:
-            total += value.nbytes
-    return int(total)
+    """Exact data bytes that `values` (variables at their stored dtype) take when written: the
+    arrays storage_arrays makes, counted, not estimated (a 1-D tensor gets one scale, not one
+    per element)."""
+    return int(sum(a.nbytes for value in values
+                   for a in storage_arrays(value, precision, min_elements).values()))
+
