@@ -264,8 +264,8 @@ def build(config, strategy):
         optimizer = keras.optimizers.Adam(learning_rate=schedule)
         optimizer.build(model.trainable_variables)
     # The seed has done its job (initial weights, dropout seed generators). Drop TF's global
-    # seed again: the reader seeds its own ops, and tf.data's shuffle fails on a tensor seed
-    # under global seed 0 (random_seed.get_seed compares the pair with (0, 0)).
+    # seed again: the reader seeds its own ops (stateless sampling, a Python-int shuffle seed),
+    # so its stream does not depend on what else set a global seed in this process.
     import tensorflow as tf
 
     tf.random.set_seed(None)
