@@ -25,23 +25,20 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import AUDIO_DIM, MAX_FRAMES, NUM_CLASSES, NUM_CLASSES_2017, RGB_DIM
+from yt8m_kit import AUDIO_DIM, MAX_FRAMES, NUM_CLASSES, NUM_CLASSES_2017, RGB_DIM, features
 from yt8m_kit.errors import ConfigError, DataError
 
-_Q_SCALE, _Q_OFFSET = 4.0 / 255.0, -2.0 + 4.0 / 512.0
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 
 
 def dequantize(q):
-    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512."""
+    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512 (yt8m_kit.features)."""
     if tf.is_tensor(q):
-        return tf.cast(q, tf.float32) * _Q_SCALE + _Q_OFFSET
-    return np.asarray(q, np.float32) * np.float32(_Q_SCALE) + np.float32(_Q_OFFSET)
+        return tf.cast(q, tf.float32) * features.SCALE + features.OFFSET
+    return features.dequantize(q)
 
 
-def quantize(x):
-    """float -> uint8 as stored: round((clip(x, -2, 2) + 2) * 255/4)."""
-    return np.rint((np.clip(np.asarray(x, np.float32), -2.0, 2.0) + 2.0) * (255.0 / 4.0)).astype(np.uint8)
+quantize = features.quantize
 
 
 @dataclass(frozen=True)

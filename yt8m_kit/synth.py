@@ -31,6 +31,7 @@ import numpy as np
 
 from yt8m_kit import FEATURE_DIM, NUM_CLASSES, RGB_DIM
 from yt8m_kit.errors import ConfigError, cli_main
+from yt8m_kit.features import dequantize, quantize
 from yt8m_kit.fileio import atomic_open, atomic_path
 
 # ../shared/data/... relative to the repository root (yt8m_kit/..).
@@ -41,16 +42,6 @@ WORDS_PER_CLASS = 3
 # Scales chosen near the real video-level statistics (mean_rgb std ~0.26, mean_audio ~0.6).
 RGB_OFFSET, RGB_NOISE, RGB_PROTO = 0.2, 0.45, 0.3
 AUDIO_OFFSET, AUDIO_NOISE, AUDIO_PROTO = 0.4, 0.5, 0.6
-
-
-def quantize(x):
-    """float features -> uint8 as the dataset stores them: round((clip(x,-2,2)+2)*255/4)."""
-    return np.rint((np.clip(x, -2.0, 2.0) + 2.0) * (255.0 / 4.0)).astype(np.uint8)
-
-
-def dequantize(q):
-    """uint8 -> float32: q*4/255 - 2 + 4/512 (the +4/512 centres each bucket)."""
-    return np.asarray(q, np.float32) * np.float32(4.0 / 255.0) + np.float32(-2.0 + 4.0 / 512.0)
 
 
 def class_frequencies(vocabulary=DEFAULT_VOCABULARY):
