@@ -148,6 +148,30 @@ def test_sampled_dataset_reproducible_per_epoch_and_batch_independent(frame_data
     assert not np.array_equal(fa[:n], fa[n:])  # epoch 1 samples other frames
 
 
+@pytest.mark.parametrize("num_samples", [3, 400])  # fewer samples than real frames, and more
+def test_sampled_batches_equal_sampling_the_dense_frames(tmp_path, num_samples):
+    """Both decode orders of the sampling reader (gather strings then decode; decode every real frame
+    then gather bytes) give exactly sample_frames() applied to the dense frames="all" batch."""
+    rng = np.random.default_rng(1)
+    path = tmp_path / "mixed.tfrecord"
+    synth.write_records(path, [r for n in (1, 40, 7, 300, 2) for r in _frame_records(1, rng, frames=n)])
+    dense = next(data.iterate(data.make_dataset(str(path), 5)))
+    got = next(data.iterate(data.make_dataset(str(path), 5, frames="sample", num_samples=num_samples, seed=9)))
+    want, n = data.sample_frames(dense["frames"], dense["num_frames"], dense["id"], num_samples, 9, 0)
+    np.testing.assert_array_equal(got["frames"].numpy(), want.numpy())
+    assert got["num_frames"].numpy().tolist() == n.numpy().tolist() == [num_samples] * 5
+
+
+def test_resume_far_into_training_starts_at_the_right_epoch(frame_data):
+    pattern = f"{frame_data}/validate*.tfrecord"  # 120 records
+    kw = dict(shuffle=True, seed=3, shuffle_buffer=16, level="frame")
+    full = np.concatenate(_collect(data.make_dataset(pattern, 25, epochs=4, **kw))["id"]).tolist()
+    for start in (240, 250, 479):  # epoch boundary, inside epoch 2, the very last record
+        assert np.concatenate(_collect(data.make_dataset(pattern, 25, epochs=4, start_example=start, **kw))[
+            "id"]).tolist() == full[start:]
+    assert data.count_records(data.list_files(pattern)) == 120
+
+
 def test_shuffle_order_and_exact_resume(frame_data):
     pattern = f"{frame_data}/train*.tfrecord"
 

@@ -126,15 +126,42 @@ def scan_file(path):
 
 # ---------------------------------------------------------------- raw record stream
 
-def _records(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, take=None):
-    """Dataset of (serialized, file_index, record_index, epoch); order depends on (files, seed, epoch)."""
+# Records are read BLOCK at a time from one file and stay in blocks (vectors) until parsing: per-record
+# tf.data work (map, enumerate, take) cost more than parsing itself (bench/RESULTS.md, reader).
+# A fixed block size keeps the unshuffled order independent of the batch size.
+BLOCK = 64
+
+
+def count_records(files, take=None):
+    """Records per epoch: the sum over files of take[i] when >= 0, else the file's record count."""
+    total = 0
+    for i, f in enumerate(files):
+        if take is not None and take[i] >= 0:
+            total += int(take[i])
+        else:
+            total += int(tf.data.TFRecordDataset(f).batch(4096).reduce(
+                tf.constant(0, tf.int64), lambda n, b: n + tf.shape(b, tf.int64)[0]).numpy())
+    return total
+
+
+def _records(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, take=None, first_epoch=0):
+    """Blocks of records: (serialized (n,), file_index (n,), record_index (n,), epoch (n,)), n <= BLOCK.
+
+    The order depends only on (files, seed, epoch); epochs run first_epoch, first_epoch+1, ... and each
+    epoch's order is independent of the ones before it (so a resumed run can start at any epoch).
+    """
     files_t = tf.constant(files)
     take_t = tf.constant(take if take is not None else [-1] * len(files), tf.int64)
     cycle = max(1, min(num_parallel_reads or 16, len(files)))
 
     def one_file(i, epoch):
-        rec = tf.data.TFRecordDataset(tf.gather(files_t, i)).take(tf.gather(take_t, i)).enumerate()
-        return rec.map(lambda r, s: (s, tf.cast(i, tf.int32), tf.cast(r, tf.int64), epoch))
+        blocks = tf.data.TFRecordDataset(tf.gather(files_t, i)).take(tf.gather(take_t, i)).batch(BLOCK)
+
+        def tag(b, s):
+            n = tf.shape(s, tf.int64)[0]
+            return (s, tf.fill([n], tf.cast(i, tf.int32)), b * BLOCK + tf.range(n), tf.fill([n], epoch))
+
+        return blocks.enumerate().map(tag)
 
     def one_epoch(epoch):
         order = tf.range(len(files), dtype=tf.int64)
@@ -146,11 +173,26 @@ def _records(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads
         if shuffle:
             # A Python-int seed: a tensor seed fails under global seed 0 (tf's get_seed compares
             # the pair with (0, 0)). The epoch still changes the order through the file order above.
-            ds = ds.shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1)
+            ds = ds.unbatch().shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1).batch(BLOCK)
         return ds
 
-    n_epochs = -1 if epochs is None else int(epochs)
-    return tf.data.Dataset.range(0, n_epochs if n_epochs >= 0 else 2**62).flat_map(one_epoch)
+    last = 2**62 if epochs is None else int(epochs)
+    return tf.data.Dataset.range(int(first_epoch), max(int(first_epoch), last)).flat_map(one_epoch)
+
+
+def _skip_records(blocks, n):
+    """Drop the first n records of a block stream: a running count trims the blocks that hold them
+    (blocks may be short, e.g. a file's last), then passes the rest through untouched."""
+    if n <= 0:
+        return blocks
+
+    def trim(seen, block):
+        size = tf.shape(block[0], tf.int64)[0]
+        drop = tf.clip_by_value(tf.constant(n, tf.int64) - seen, 0, size)
+        return seen + size, tuple(x[drop:] for x in block)
+
+    return (blocks.scan(tf.constant(0, tf.int64), trim)
+            .filter(lambda s, *rest: tf.shape(s)[0] > 0))
 
 
 # ---------------------------------------------------------------- parsing and checks (on batches)
@@ -223,10 +265,22 @@ def _parse(serialized, info, *, require_labels):
 
 
 def _decode_frames(rgb, audio):
-    """Raw rgb/audio frame strings (any shape S) -> (S..., 1152) float32, rgb then audio."""
-    q = tf.concat([tf.io.decode_raw(rgb, tf.uint8, fixed_length=RGB_DIM),
-                   tf.io.decode_raw(audio, tf.uint8, fixed_length=AUDIO_DIM)], axis=-1)
-    return dequantize(q)
+    """Raw rgb/audio frame strings (any shape S) -> (S..., 1152) uint8, rgb then audio."""
+    return tf.concat([tf.io.decode_raw(rgb, tf.uint8, fixed_length=RGB_DIM),
+                      tf.io.decode_raw(audio, tf.uint8, fixed_length=AUDIO_DIM)], axis=-1)
+
+
+def _gather_frames(flat_rgb, flat_audio, rows):
+    """Frames at flat indices rows (B, K) -> (B, K, 1152) uint8. Decodes each real frame once and
+    gathers bytes when there are fewer real frames than samples (short videos, many samples), else
+    gathers the K strings per video first (long videos, few samples): the same bytes either way."""
+    def decode_then_gather():
+        return tf.gather(_decode_frames(flat_rgb, flat_audio), rows)
+
+    def gather_then_decode():
+        return _decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows))
+
+    return tf.cond(tf.size(flat_rgb) <= tf.size(rows), decode_then_gather, gather_then_decode)
 
 
 def _finish(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
@@ -236,16 +290,18 @@ def _finish(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
                            parts["mean_audio"].to_tensor(shape=[None, AUDIO_DIM])], axis=1)
         return {"id": parts["id"], "features": feats, "labels": parts["labels"]}
     # Decode only real frames (flat (N,) strings), never the padding: ~3x less work than dense decoding.
-    rgb, audio = parts["rgb"][:, :MAX_FRAMES], parts["audio"][:, :MAX_FRAMES]
-    num_frames = tf.cast(rgb.row_lengths(), tf.int32)
-    flat_rgb, flat_audio = rgb.values, audio.values  # (N,) one string per real frame
-    if frames == "sample":
+    rgb, audio = parts["rgb"], parts["audio"]
+    if frames == "sample":  # index the flat strings directly: no copy of the (B, <=300) ragged slice
+        num_frames = tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32)
         idx = _sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
         rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
-        x = _decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows))  # (B, K, 1152)
+        x = dequantize(_gather_frames(rgb.values, audio.values, rows))  # (B, K, 1152)
         num_frames = tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
     else:
-        x = tf.RaggedTensor.from_row_splits(_decode_frames(flat_rgb, flat_audio), rgb.row_splits, validate=False)
+        rgb, audio = rgb[:, :MAX_FRAMES], audio[:, :MAX_FRAMES]
+        num_frames = tf.cast(rgb.row_lengths(), tf.int32)
+        x = tf.RaggedTensor.from_row_splits(dequantize(_decode_frames(rgb.values, audio.values)), rgb.row_splits,
+                                            validate=False)
         x = x.to_tensor(0.0, shape=[None, MAX_FRAMES, None] if pad_to_max else None)  # (B, T, 1152), zero padded
     return {"id": parts["id"], "frames": x, "num_frames": num_frames, "labels": parts["labels"]}
 
@@ -320,17 +376,20 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
             take.append(n if err else -1)
             if err:
                 report.add(f, n, f"unreadable from here on, rest of file skipped ({err})")
+    first_epoch = 0
+    if start_example and epochs != 1:  # start at the right epoch instead of reading all the earlier ones
+        per_epoch = count_records(files, take)
+        first_epoch, start_example = divmod(start_example, per_epoch) if per_epoch else (0, start_example)
     raw = _records(files, shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
-                   num_parallel_reads=num_parallel_reads, take=take)
-    if start_example:
-        raw = raw.skip(start_example)
+                   num_parallel_reads=num_parallel_reads, take=take, first_epoch=first_epoch)
+    raw = _skip_records(raw, start_example)
     if skip_bad:
         def log_bad(f, r, why):
             for fi, ri, w in zip(f.numpy(), r.numpy(), why.numpy()):
                 report.add(files[fi], int(ri), w.decode())
             return np.int64(0)
 
-        def check(s, f, r, e):
+        def drop_bad(s, f, r, e):  # on blocks: no per-record tf.data work
             _, reason, value = _parse(s, info, require_labels=require_labels)
             bad = reason != ""
             why = tf.strings.join([reason, ": ", value])
@@ -338,10 +397,10 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
                 log_bad, [tf.boolean_mask(f, bad), tf.boolean_mask(r, bad), tf.boolean_mask(why, bad)], tf.int64),
                 lambda: tf.constant(0, tf.int64))
             with tf.control_dependencies([logged]):
-                return tf.identity(s), f, r, e, tf.logical_not(bad)
+                good = tf.logical_not(bad)
+                return tuple(tf.boolean_mask(x, good) for x in (s, f, r, e))
 
-        raw = (raw.batch(256).map(check).unbatch().filter(lambda s, f, r, e, ok: ok)
-               .map(lambda s, f, r, e, ok: (s, f, r, e)))
+        raw = raw.map(drop_bad).filter(lambda s, *rest: tf.shape(s)[0] > 0)
 
     def parse(s, f, r, e):
         parts, reason, value = _parse(s, info, require_labels=require_labels)
@@ -351,7 +410,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
         return _finish(parts, info, e, frames=frames, num_samples=num_samples, seed=seed,
                        pad_to_max=pad_to_max)
 
-    ds = raw.batch(batch_size, drop_remainder=drop_remainder).map(
+    ds = raw.rebatch(batch_size, drop_remainder=drop_remainder).map(
         parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
     ds.yt8m_files, ds.yt8m_format, ds.skip_report = files, info, report
     return ds
