@@ -31,10 +31,17 @@ from yt8m_kit.errors import ConfigError, DataError
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 
 
+_MIN = float(np.float32(features.OFFSET))
+
+
 def dequantize(q):
-    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512 (yt8m_kit.features)."""
+    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512 (yt8m_kit.features).
+
+    Tensors go through tf's one-pass dequantize op (MIN_COMBINED: min + q*(max-min)/255), the same
+    float32 values as the three-op cast*scale+offset (tests compare with the numpy formula bit for bit).
+    """
     if tf.is_tensor(q):
-        return tf.cast(q, tf.float32) * features.SCALE + features.OFFSET
+        return tf.quantization.dequantize(tf.bitcast(q, tf.quint8), _MIN, _MIN + 4.0, mode="MIN_COMBINED")
     return features.dequantize(q)
 
 
@@ -271,14 +278,15 @@ def _decode_frames(rgb, audio):
 
 
 def _gather_frames(flat_rgb, flat_audio, rows):
-    """Frames at flat indices rows (B, K) -> (B, K, 1152) uint8. Decodes each real frame once and
-    gathers bytes when there are fewer real frames than samples (short videos, many samples), else
-    gathers the K strings per video first (long videos, few samples): the same bytes either way."""
+    """Frames at flat indices rows (B, K) -> (B, K, 1152) float32. Decodes and dequantises each real
+    frame once, then gathers float rows, when there are fewer real frames than samples (short videos,
+    many samples: dequantising is the costly part); else gathers the K strings per video first (long
+    videos, few samples). The same values either way."""
     def decode_then_gather():
-        return tf.gather(_decode_frames(flat_rgb, flat_audio), rows)
+        return tf.gather(dequantize(_decode_frames(flat_rgb, flat_audio)), rows)
 
     def gather_then_decode():
-        return _decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows))
+        return dequantize(_decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows)))
 
     return tf.cond(tf.size(flat_rgb) <= tf.size(rows), decode_then_gather, gather_then_decode)
 
@@ -295,7 +303,7 @@ def _finish(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
         num_frames = tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32)
         idx = _sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
         rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
-        x = dequantize(_gather_frames(rgb.values, audio.values, rows))  # (B, K, 1152)
+        x = _gather_frames(rgb.values, audio.values, rows)  # (B, K, 1152)
         num_frames = tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
     else:
         rgb, audio = rgb[:, :MAX_FRAMES], audio[:, :MAX_FRAMES]
