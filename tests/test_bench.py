@@ -74,7 +74,7 @@ def test_smoke_run_every_benchmark(tmp_path, capsys):
     assert set(out) == {"reader", "train", "inference", "plan", "_meta"}
 
     reader = out["reader"]
-    for key in ("decode_videos_per_s", "raw_videos_per_s"):
+    for key in ("decode_videos_per_s", "raw_videos_per_s", "parse_only_videos_per_s"):
         assert reader[key]["runs"] == 2 and 0 < reader[key]["min"] <= reader[key]["median"] <= reader[key]["max"]
     assert reader["ratio"] == pytest.approx(reader["decode_videos_per_s"]["median"]
                                             / reader["raw_videos_per_s"]["median"])
@@ -83,6 +83,7 @@ def test_smoke_run_every_benchmark(tmp_path, capsys):
         t = out["train"][name]
         assert t["examples_per_s"]["median"] > 0 and t["flops_per_s"] > 0 and t["utilisation"] > 0
         assert t["flops_per_s"] == pytest.approx(t["examples_per_s"]["median"] * t["train_flops_per_example"])
+        assert t["xla"] is False  # the tiny models' registered trainer setting
     assert out["train"]["config"]["peak_flops_per_s"] > 0
 
     inf = out["inference"]
