@@ -11,6 +11,14 @@ turns it into a warning and skips those rows ("extra_in_csv"). Checkpoint mode d
 yt8m_kit.predict.evaluate_checkpoint. Metrics: yt8m_kit.metrics (official tie order; mAP from the
 retained top-20 predictions, over classes with at least one positive).
 --json prints exactly one JSON object on stdout; everything else goes to stderr.
+
+2017 files (key 'video_id', 4716 classes) are refused unless --allow-2017. Then, in checkpoint mode,
+a model whose class count is not the data's (every registered model: 3862, the 2018 vocabulary) is
+a ConfigError naming both, not a meaningless GAP: the two vocabularies' indices do not match. In CSV
+mode the CSV's labels are taken as 2017 indices (0..4715; "vocabulary": 2017 in the result) and a
+warning says so: a CSV from a 2018 model scored against 2017 labels would mean nothing.
+--skip-bad (checkpoint mode) scores the readable records, leaves the bad ones out ("skipped_records")
+and reports on stderr how many and which; without it a bad record stops the run naming file and record.
 """
 
 import argparse
@@ -19,7 +27,7 @@ import sys
 
 import numpy as np
 
-from yt8m_kit import NUM_CLASSES, TOP_K
+from yt8m_kit import NUM_CLASSES, NUM_CLASSES_2017, TOP_K
 from yt8m_kit.errors import ConfigError, DataError, cli_main
 from yt8m_kit.metrics import Evaluator
 
@@ -84,6 +92,8 @@ def format_report(result, source):
         lines[-1] += f"  ({result['missing_from_csv']} missing from the CSV, scored as empty rows)"
     if result.get("extra_in_csv"):
         lines.append(f"  skipped  {result['extra_in_csv']} CSV rows not in the data")
+    if result.get("skipped_records"):
+        lines.append(f"  skipped  {result['skipped_records']} bad records (--skip-bad; not scored)")
     lines += [f"  GAP@20   {result['gap']:.6f}",
               f"  Hit@1    {result['hit_at_1']:.6f}",
               f"  PERR     {result['perr']:.6f}",
@@ -112,7 +122,24 @@ def build_parser():
                    help="videos per batch (checkpoint mode: model batch; CSV mode: rows per chunk)")
     p.add_argument("--ignore-extra-ids", action="store_true",
                    help="CSV mode: skip CSV rows whose videos are not in the data (warn) instead of failing")
+    p.add_argument("--allow-2017", action="store_true",
+                   help="read 2017 YouTube-8M files (key 'video_id', 4716 classes). Checkpoint mode: refused "
+                        "with the reason when the model's classes (3862 for every registered model) are "
+                        "not the data's; CSV mode: the CSV's labels are scored as 2017 class indices")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="checkpoint mode: leave out unreadable or malformed records (CRC errors, truncated "
+                        "tails, wrong sizes) instead of stopping; they are not scored, and stderr says how "
+                        "many were skipped and the first few file/record/reason")
     return p
+
+
+def with_skip_hint(error, what):
+    """A reader's DataError naming a record, with the hint at --skip-bad in CLI terms (same object)."""
+    text = error.args[0].replace("skip_bad=True", "--skip-bad")
+    if error.record is not None and "--skip-bad" not in text:
+        text += f"; fix or re-download the file, or pass --skip-bad to {what}"
+    error.args = (text,)
+    return error
 
 
 def run(args, warn):
@@ -126,11 +153,21 @@ def run(args, warn):
         if used:
             raise ConfigError(f"{', '.join(used)} only apply with --checkpoint "
                               "(a CSV is already predictions)")
-        from yt8m_kit.data import read_ids_and_labels
+        if args.skip_bad:
+            raise ConfigError("--skip-bad only applies with --checkpoint: CSV mode reads every labelled "
+                              "record (a skipped video would turn its CSV row into an unknown one); locate "
+                              f"the bad records with python -m yt8m_kit.inspect '{args.data}'")
+        from yt8m_kit.data import detect_format, list_files, read_ids_and_labels
 
-        ids, labels = read_ids_and_labels(args.data)
-        return evaluate_csv(args.predictions, ids, labels, chunk=args.batch_size or 4096,
-                            ignore_extra_ids=args.ignore_extra_ids, warn=warn)
+        version = detect_format(list_files(args.data), allow_2017=args.allow_2017).version
+        ids, labels = read_ids_and_labels(args.data, allow_2017=args.allow_2017)
+        num_classes = NUM_CLASSES_2017 if version == 2017 else NUM_CLASSES
+        if version == 2017:
+            warn(f"warning: {args.data} is 2017 data: the CSV's labels are scored as 2017 class indices "
+                 f"(0..{num_classes - 1}); a CSV of 2018 indices (any yt8m_kit model) would score meaninglessly")
+        result = evaluate_csv(args.predictions, ids, labels, num_classes=num_classes,
+                              chunk=args.batch_size or 4096, ignore_extra_ids=args.ignore_extra_ids, warn=warn)
+        return dict(result, vocabulary=2017) if version == 2017 else result
     if args.ignore_extra_ids:
         raise ConfigError("--ignore-extra-ids only applies with --predictions CSV")
     if args.repeats is not None and args.repeats < 1:
@@ -142,10 +179,23 @@ def run(args, warn):
               "save_predictions": args.save_predictions}
     if args.batch_size is not None:
         kwargs["batch_size"] = args.batch_size
-    result = dict(evaluate_checkpoint(args.checkpoint, args.data, **kwargs))
+    reports = []
+    if args.allow_2017:
+        kwargs["allow_2017"] = True
+    if args.skip_bad:
+        kwargs.update(skip_bad=True, skip_reports=reports)
+    try:
+        result = dict(evaluate_checkpoint(args.checkpoint, args.data, **kwargs))
+    except DataError as e:
+        raise with_skip_hint(e, "score the other records") from None
     missing = [k for k in KEYS if k not in result]
     if missing:
         raise DataError(f"evaluate_checkpoint returned no {missing}", file=args.checkpoint)
+    if args.skip_bad:
+        result["skipped_records"] = sum(r.count for r in reports)
+        for report in reports:
+            if report.count:
+                warn(f"warning: {report}; those videos are not scored (videos: {result['videos']})")
     return result
 
 

@@ -3,7 +3,14 @@
 `python inference.py --model ARTIFACT --input PATTERN --output submission.csv` (see --help).
 Streaming end to end: records in (yt8m_kit.predict.predict_batches, fixed batch size), CSV
 rows out (yt8m_kit.submission.CsvWriter, renamed into place only when complete), so memory
-stays flat whatever the number of videos, and an interrupted run leaves no CSV behind.
+stays flat whatever the number of videos, and an interrupted run leaves no CSV behind. The ids
+written are kept as 8-byte fingerprints (submission.IdSet, ~9 MB for the 1.13M test videos) to
+validate the CSV afterwards, never as a list of strings.
+
+Bad records stop the run with an error naming file and record (no CSV). --skip-bad leaves them out
+instead: their videos are then ABSENT from the CSV, which the run reports loudly (exit status 0,
+since the user asked for it). --allow-2017 reads 2017 files (key 'video_id'); the CSV still holds
+2018 class indices, since every registered model scores the 3862 classes of 2018.
 """
 
 import argparse
@@ -11,7 +18,7 @@ import os
 import sys
 import time
 
-from yt8m_kit.errors import ConfigError, cli_main
+from yt8m_kit.errors import ConfigError, DataError, cli_main
 from yt8m_kit.predict import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, parse_shard, predict_batches
 from yt8m_kit.upload import COMPETITION
 
@@ -59,10 +66,14 @@ class Progress:
 
 
 def estimate_videos(files):
-    """(estimate, exact): records in the first file, scaled by the files' total bytes."""
+    """(estimate, exact): records in the first file, scaled by the files' total bytes; (None, False)
+    when the first file cannot be read to its end (the reader then reports or skips the bad record)."""
     import tensorflow as tf
 
-    first = int(tf.data.TFRecordDataset(files[0]).reduce(0, lambda n, _: n + 1).numpy())
+    try:
+        first = int(tf.data.TFRecordDataset(files[0]).reduce(0, lambda n, _: n + 1).numpy())
+    except tf.errors.OpError:
+        return None, False
     if len(files) == 1:
         return first, True
     first_bytes = max(os.path.getsize(files[0]), 1)
@@ -90,20 +101,33 @@ def load_artifact(path):
 
 
 def write_predictions_csv(model, pattern, output, *, repeats, seed, batch_size=DEFAULT_BATCH_SIZE,
-                          all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, progress=None):
-    """Stream predictions into a Kaggle CSV at `output` (atomic) -> list of the video ids written."""
+                          all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, progress=None,
+                          allow_2017=False, skip_bad=False):
+    """Stream predictions into a Kaggle CSV at `output` (atomic) -> (ids, skipped).
+
+    ids: a submission.IdSet of the video ids written (fingerprints: len() and validate_csv's
+    expected_ids); skipped: the reader's SkipReport (count 0 unless skip_bad dropped records).
+    """
     from yt8m_kit.submission import CsvWriter
 
-    ids_seen = []
+    reports = []
     with CsvWriter(output) as writer:
         for ids, scores, _ in predict_batches(model, pattern, repeats=repeats, seed=seed,
                                               batch_size=batch_size, all_frames=all_frames,
-                                              num_samples=num_samples, shard=shard):
+                                              num_samples=num_samples, shard=shard, allow_2017=allow_2017,
+                                              skip_bad=skip_bad, skip_reports=reports):
             writer.write(ids, scores)
-            ids_seen.extend(ids.tolist())
             if progress is not None:
                 progress.update(len(ids))
-    return ids_seen
+    return writer.ids, (reports[0] if reports else None)
+
+
+def skipped_warning(report, output):
+    """The loud stderr text for videos left out of the CSV by --skip-bad."""
+    bar = "!" * 78
+    return (f"{bar}\nWARNING: --skip-bad: {report}.\nThose videos are ABSENT from {output}: Kaggle expects one "
+            "row per test video. Re-download the bad file(s) (python -m yt8m_kit.inspect PATTERN lists every "
+            f"bad record) and rerun, or predict them separately and merge (python -m yt8m_kit.merge).\n{bar}")
 
 
 def build_parser():
@@ -138,6 +162,14 @@ def build_parser():
     p.add_argument("--dry-run", action="store_true",
                    help="write and validate the CSV (header, one row per video, <= 20 pairs, labels in "
                         "range, confidences descending) but do not contact Kaggle")
+    p.add_argument("--allow-2017", action="store_true",
+                   help="read 2017 YouTube-8M files (key 'video_id' instead of 'id'); the CSV still holds "
+                        "2018 class indices (0..3861), as every registered model scores the 2018 classes")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out unreadable or malformed records (CRC errors, truncated tails, wrong sizes) "
+                        "instead of stopping with an error: their videos are then ABSENT from the CSV; the "
+                        "run says so loudly, with the count and the first few file/record/reason, and "
+                        "exits 0. Without it a bad record stops the run and no CSV is written")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
@@ -175,12 +207,20 @@ def main(argv=None):
         progress = Progress(total, approx=not exact)
     print(f"inference: {described} on {len(files)} file(s), repeats {repeats}, seed {args.seed}"
           + (f", shard {shard[0]}/{shard[1]}" if shard else ""), file=sys.stderr)
-    ids = write_predictions_csv(model, args.input, args.output, repeats=repeats, seed=args.seed,
-                                batch_size=args.batch_size, all_frames=args.all_frames,
-                                num_samples=args.num_samples, shard=shard, progress=progress)
+    try:
+        ids, skipped = write_predictions_csv(
+            model, args.input, args.output, repeats=repeats, seed=args.seed, batch_size=args.batch_size,
+            all_frames=args.all_frames, num_samples=args.num_samples, shard=shard, progress=progress,
+            allow_2017=args.allow_2017, skip_bad=args.skip_bad)
+    except DataError as e:
+        from yt8m_kit.evaluate import with_skip_hint
+
+        raise with_skip_hint(e, "write the CSV without the bad videos (they will be absent)") from None
     if progress is not None:
         progress.close()
     print(f"wrote {args.output}: {len(ids)} videos", file=sys.stderr)
+    if skipped is not None and skipped.count:
+        print(skipped_warning(skipped, args.output), file=sys.stderr)
 
     if not (args.dry_run or args.upload):
         return 0

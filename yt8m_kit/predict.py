@@ -151,13 +151,16 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
 
 
 def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
-                    all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None):
-    """Yield (ids np.ndarray[str] (B,), scores float32 (B, 3862), labels float32 (B, 3862)).
+                    all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, allow_2017=False,
+                    skip_bad=False, skip_reports=None):
+    """Yield (ids np.ndarray[str] (B,), scores float32 (B, 3862), labels float32 (B, C)).
 
     repeats: R seeded frame sub-samples per video, averaged (frame-level models only; see
     the module docstring). all_frames: every real frame once, no sampling (repeats must be 1).
     shard: (i, n) to predict only the files i::n. Same (model, data, seed, repeats) -> same
-    scores, whatever the batch order.
+    scores, whatever the batch order. allow_2017: read 2017 files (key 'video_id'; labels then
+    have C = 4716 columns). skip_bad: leave out bad records instead of raising DataError; the
+    reader's SkipReport is appended to the list `skip_reports` (when given) before the first batch.
     """
     from yt8m_kit import data as data_lib
 
@@ -170,7 +173,7 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
                           "must be 1 (drop --repeats, or drop --all-frames to average sub-samples)")
     level = model_level(model)
     files = shard_files(data_lib.list_files(pattern), shard)
-    data_level = data_lib.detect_format(files).level
+    data_level = data_lib.detect_format(files, allow_2017=allow_2017).level
     if level == "frame" and data_level == "video":
         raise ConfigError(f"model {model.name!r} is frame level but {pattern} holds video-level "
                           "records: give it frame-level data, or use a video-level model")
@@ -181,7 +184,10 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
     # 20,000 videos, 3% with fixed shapes, and 2x faster), a fixed number of shards open at
     # once (decoding, not reading, is the limit) and a cap on tf.data's autotuned buffers.
     ds = data_lib.make_dataset(",".join(files), batch_size, level=data_level, frames="all",
-                               num_parallel_reads=PARALLEL_READS, pad_to_max=True)
+                               num_parallel_reads=PARALLEL_READS, pad_to_max=True,
+                               allow_2017=allow_2017, skip_bad=skip_bad)
+    if skip_reports is not None:
+        skip_reports.append(ds.skip_report)
     options = tf.data.Options()
     options.autotune.ram_budget = AUTOTUNE_RAM_BUDGET
     for batch in data_lib.iterate(ds.with_options(options), files=ds.yt8m_files):
@@ -196,17 +202,29 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
 
 
 def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
-                        save_predictions=None, all_frames=False, num_samples=DEFAULT_NUM_SAMPLES):
+                        save_predictions=None, all_frames=False, num_samples=DEFAULT_NUM_SAMPLES,
+                        allow_2017=False, skip_bad=False, skip_reports=None):
     """Score a checkpoint (dir or RUN_DIR) on labelled data -> {gap, hit_at_1, perr, map, videos}.
 
     save_predictions: optional .h5 path for yt8m_kit.predictions (ids, scores, labels and the
-    attrs the planner's cache is keyed by).
+    attrs the planner's cache is keyed by). allow_2017, skip_bad, skip_reports: as predict_batches;
+    a model whose class count differs from the data's vocabulary (a 2018 model, 3862 classes, on
+    2017 data, 4716) is a ConfigError: the label indices would not mean the same classes.
     """
     from yt8m_kit import checkpoint as ckpt_lib
+    from yt8m_kit import data as data_lib
     from yt8m_kit.metrics import Evaluator
 
+    info = data_lib.detect_format(data_lib.list_files(data), allow_2017=allow_2017)
     model, meta = ckpt_lib.load_model(checkpoint)
-    evaluator = Evaluator()
+    width = int(model.outputs[0].shape[-1])
+    if width != info.num_classes:
+        raise ConfigError(
+            f"model {model.name!r} ({checkpoint}) scores {width} classes but {data} is {info.version} "
+            f"YouTube-8M data with {info.num_classes} classes (labels up to {info.num_classes - 1}): the "
+            "two vocabularies differ, so a GAP would be meaningless. Evaluate it on data of its own "
+            "vocabulary (for this toolkit's models: 2018 files, key 'id', 3862 classes)")
+    evaluator = Evaluator(num_classes=info.num_classes)
     with contextlib.ExitStack() as stack:
         writer = None
         if save_predictions:
@@ -221,7 +239,8 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
             writer = stack.enter_context(PredictionWriter(save_predictions, attrs))
         for ids, scores, labels in predict_batches(model, data, repeats=repeats, seed=seed,
                                                    batch_size=batch_size, all_frames=all_frames,
-                                                   num_samples=num_samples):
+                                                   num_samples=num_samples, allow_2017=allow_2017,
+                                                   skip_bad=skip_bad, skip_reports=skip_reports):
             if labels is None:
                 raise DataError("records have no labels: evaluation needs labelled data "
                                 "(train/validate)", file=data)

@@ -24,8 +24,10 @@ import time
 from yt8m_kit.errors import ConfigError, cli_main
 
 # Keys of TrainConfig that a resumed run may change; every other key must match run.json.
+# skip_bad may be turned on to resume a run that stopped at a bad record (it drops only those).
 SCHEDULE_KEYS = ("steps", "epochs", "checkpoint_every", "keep", "valid", "valid_every",
-                 "valid_batch_size", "strategy", "xla", "log_every", "out", "tf_config", "progress")
+                 "valid_batch_size", "strategy", "xla", "log_every", "out", "tf_config", "progress",
+                 "allow_2017", "skip_bad")
 PURE_BF16_REASON = (
     "pure bfloat16 training is refused: bfloat16 has an 8-bit mantissa, so Adam's beta_2 = 0.999 "
     "rounds to 1.0 and the weights do not move (DESIGN.md section 4). Train in float32 or "
@@ -59,6 +61,8 @@ class TrainConfig:
     xla: bool = False  # jit_compile the step (default strategy only): measure, it may not help
     log_every: int = 10
     progress: bool = True
+    allow_2017: bool = False  # read 2017 files (key video_id); training on them is refused (4716 classes)
+    skip_bad: bool = False  # drop bad records (counted in TrainResult.skipped_records) instead of stopping
 
 
 @dataclasses.dataclass
@@ -71,6 +75,7 @@ class TrainResult:
     valid: dict  # last validation metrics (gap, ...) or None
     steps_per_sec: float
     examples_per_sec: float
+    skipped_records: int = 0  # with skip_bad: bad records dropped (training: once per pass over the data)
 
 
 def run_record(config, level):
@@ -164,7 +169,7 @@ def prepare_run(config, is_chief):
 
     level = model_info(config.model)["level"]
     files = data_lib.list_files(config.train)
-    data_level = data_lib.detect_format(files).level
+    data_level = check_vocabulary(data_lib.detect_format(files, allow_2017=config.allow_2017), config.train).level
     if data_level != level:
         raise ConfigError(f"model {config.model!r} is {level} level but --train {config.train} holds "
                           f"{data_level}-level records: train {level}-level models on {level}-level data")
@@ -182,6 +187,18 @@ def prepare_run(config, is_chief):
     return level, record, total
 
 
+def check_vocabulary(info, pattern):
+    """info (data.FormatInfo) back, or ConfigError when its classes are not the models' 3862."""
+    from yt8m_kit import NUM_CLASSES
+
+    if info.num_classes != NUM_CLASSES:
+        raise ConfigError(f"{pattern} is {info.version} YouTube-8M data with {info.num_classes} classes, but "
+                          f"every registered model scores the {NUM_CLASSES} classes of 2018, whose indices "
+                          "mean other classes: training on these labels would teach the wrong classes. "
+                          "Train on 2018 files (key 'id')")
+    return info
+
+
 def make_train_dataset(config, level, start_example):
     import tensorflow as tf
 
@@ -190,12 +207,16 @@ def make_train_dataset(config, level, start_example):
     kwargs = dict(level=level, shuffle=True, seed=config.seed, epochs=None, start_example=start_example)
     if level == "frame":
         kwargs.update(frames="sample", num_samples=config.frames)
-    ds = data_lib.make_dataset(config.train, config.batch_size, **kwargs)
+    ds = data_lib.make_dataset(config.train, config.batch_size, allow_2017=config.allow_2017,
+                               skip_bad=config.skip_bad, **kwargs)
+    report = ds.skip_report
     keys = ("frames", "num_frames") if level == "frame" else ("features",)
     ds = ds.map(lambda b: ({k: b[k] for k in keys}, b["labels"]))  # strings stay out of the replicas
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options)
+    ds = ds.with_options(options)
+    ds.skip_report = report
+    return ds
 
 
 def cross_entropy(labels, probs, eps=1e-6):
@@ -312,7 +333,8 @@ def make_validator(model, config, level):
     from yt8m_kit import data as data_lib
     from yt8m_kit.metrics import Evaluator
 
-    valid_level = data_lib.detect_format(data_lib.list_files(config.valid)).level
+    valid_level = check_vocabulary(data_lib.detect_format(data_lib.list_files(config.valid),
+                                                          allow_2017=config.allow_2017), config.valid).level
     if valid_level != level:
         raise ConfigError(f"--valid {config.valid} holds {valid_level}-level records but model "
                           f"{config.model!r} is {level} level")
@@ -321,12 +343,15 @@ def make_validator(model, config, level):
     kwargs = dict(frames="sample", num_samples=config.frames) if level == "frame" else {}
 
     def run():
-        ds = data_lib.make_dataset(config.valid, config.valid_batch_size, level=level, seed=config.seed, **kwargs)
+        ds = data_lib.make_dataset(config.valid, config.valid_batch_size, level=level, seed=config.seed,
+                                   allow_2017=config.allow_2017, skip_bad=config.skip_bad, **kwargs)
+        run.skip_report = ds.skip_report  # each validation reads the same files: keep the last
         evaluator = Evaluator()
         for batch in data_lib.iterate(ds):
             evaluator.add(predict({k: batch[k] for k in keys}).numpy(), batch["labels"].numpy())
         return {k: float(v) for k, v in dict(evaluator.result()).items()}
 
+    run.skip_report = None
     return run
 
 
@@ -404,6 +429,10 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
             log_scalars(writer, step, {f"valid/{k}": v for k, v in result.valid.items()})
     if writer is not None:
         writer.flush()
+    for name, report in (("--train", ds.skip_report), ("--valid", getattr(validate, "skip_report", None))):
+        if report is not None and report.count:
+            result.skipped_records += report.count
+            print(f"warning: {name}: {report}", file=sys.stderr)
     result.step = total
     elapsed = time.perf_counter() - t_first
     result.steps_per_sec = (total - (start + 1)) / elapsed if total > start + 1 and elapsed > 0 else 0.0
@@ -453,6 +482,13 @@ def build_parser():
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="XLA-compile the training step (default strategy only; default: the model's "
                         "registered setting, on for the NetVLAD family at paper size, ~2x faster here)")
+    p.add_argument("--allow-2017", action="store_true",
+                   help="read 2017 YouTube-8M files (key 'video_id'); training on them is then refused with "
+                        "the reason: their 4716 classes are not the 3862 that every registered model scores")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="drop unreadable or malformed records (CRC errors, truncated tails, wrong sizes) of "
+                        "--train/--valid instead of stopping; the end of the run reports how many and the first "
+                        "few file/record/reason (a resumed run may turn it on to get past a bad record)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -494,7 +530,8 @@ def main(argv=None):
         overrides=parse_set(a.set), valid=a.valid, valid_every=a.valid_every,
         checkpoint_every=a.checkpoint_every, keep=a.keep, precision=a.precision, strategy=a.strategy,
         tf_config=os.environ.get("TF_CONFIG") if a.strategy == "multi_worker" else None,
-        seed=a.seed, frames=a.frames, xla=resolve_xla(a.model, a.xla, a.strategy), progress=not a.no_progress)
+        seed=a.seed, frames=a.frames, xla=resolve_xla(a.model, a.xla, a.strategy), progress=not a.no_progress,
+        allow_2017=a.allow_2017, skip_bad=a.skip_bad)
     result = train(config)
     print(json.dumps(dataclasses.asdict(result)))
     return 0
