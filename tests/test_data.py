@@ -225,6 +225,8 @@ def test_bad_records_named_and_skippable(tmp_path):
     ids = [i for b in data.iterate(ds) for i in b["id"].numpy().tolist()]
     assert ids == [b"v0", b"v1", b"v3", b"v5"]
     assert ds.skip_report.count == 2 and [r[1] for r in ds.skip_report.records] == [2, 4]
+    ds = data.make_dataset(str(path), 4, skip_bad=True, epochs=3, shuffle=True)  # met 3 times, counted once
+    assert sum(len(b["id"]) for b in data.iterate(ds)) == 12 and ds.skip_report.count == 2
     empty = tmp_path / "empty.tfrecord"
     synth.write_records(empty, recs[:2] + recs[4:])
     _expect_error(empty, 2, "0 frames")

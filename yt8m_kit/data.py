@@ -63,13 +63,17 @@ class FormatInfo:
 
 
 class SkipReport:
-    """What skip_bad=True dropped: .count records, .records the first 100 (file, record, reason)."""
+    """What skip_bad=True dropped: .count distinct records (a record met again in a later epoch
+    counts once), .records the first 100 (file, record, reason)."""
 
     def __init__(self):
-        self.count, self.records, self._lock = 0, [], threading.Lock()
+        self.count, self.records, self._seen, self._lock = 0, [], set(), threading.Lock()
 
     def add(self, file, record, reason):
         with self._lock:
+            if (file, record) in self._seen:
+                return
+            self._seen.add((file, record))
             self.count += 1
             if len(self.records) < 100:
                 self.records.append((file, record, reason))
