@@ -36,12 +36,14 @@ MIB = 2**20
 # Default sizes (meaningful numbers in ~10-15 min on 2 quiet cores) and --smoke sizes (seconds).
 FULL = dict(reader_videos=1000, reader_max_frames=360, reader_batch=64, reader_samples=300,
             train_models=PAPER_MODELS, train_batch=64, train_frames=300, train_steps=1, train_xla="registered",
+            train_precision="float32",
             infer_models=PAPER_MODELS, infer_precision="float32", infer_batch=2, infer_repeats=10,
             infer_frames=300, memory_model="soft_bof_4k_tiny", memory_videos=(1000, 20000),
             memory_max_frames=30, memory_samples=30, memory_runs=1,
             plan_videos=1000, plan_budget="1GB", matmul_n=2048)
 SMOKE = dict(reader_videos=24, reader_max_frames=12, reader_batch=8, reader_samples=6,
              train_models=("lfnl_netvlad_tiny", "gru_tiny"), train_batch=2, train_frames=6, train_steps=1, train_xla="registered",
+             train_precision="float32",
              infer_models=("lfnl_netvlad_tiny", "soft_bof_4k_tiny"), infer_precision="float32", infer_batch=2,
              infer_repeats=2, infer_frames=6, memory_model="soft_bof_4k_tiny", memory_videos=(8, 16),
              memory_max_frames=6, memory_samples=4, memory_runs=1,
@@ -153,7 +155,7 @@ def bench_reader(s, runs, work):
     # The floor under any reader built on tf's protobuf parser: parse the records (id, frame strings) and
     # nothing else, no checks, no decoding; same record stream as the reader's.
     spec = {"rgb": tf.io.RaggedFeature(tf.string), "audio": tf.io.RaggedFeature(tf.string)}
-    parse_ds = (data._records(files, shuffle=False, seed=0, epochs=1, shuffle_buffer=1, num_parallel_reads=None)
+    parse_ds = (data.record_blocks(files, shuffle=False, seed=0, epochs=1, shuffle_buffer=1, num_parallel_reads=None)
                 .rebatch(s["reader_batch"]).map(
                     lambda b, *_: tf.io.parse_sequence_example(
                         b, context_features={"id": tf.io.RaggedFeature(tf.string)}, sequence_features=spec)[1]["rgb"],
@@ -204,7 +206,8 @@ def bench_train(s, runs, peak):
         xla = train.resolve_xla(name, None if s["train_xla"] == "registered" else s["train_xla"] in ("1", "true", "yes"),
                                 "default")
         log(f"train: {name} (batch {batch}, {frames} frames, {steps} step(s) per run, xla {xla})")
-        config = train.TrainConfig(model=name, train="", out="", steps=1, batch_size=batch, frames=frames, xla=xla)
+        config = train.TrainConfig(model=name, train="", out="", steps=1, batch_size=batch, frames=frames, xla=xla,
+                                   precision=s["train_precision"])
         strategy = tf.distribute.get_strategy()
         model, optimizer = train.build(config, strategy)
         step = train.make_train_step(strategy, model, optimizer, config)
@@ -224,7 +227,7 @@ def bench_train(s, runs, peak):
         del model, optimizer, step
         keras.backend.clear_session()
         gc.collect()
-    results["config"] = {"batch": batch, "frames": frames, "steps_per_run": steps, "precision": "float32",
+    results["config"] = {"batch": batch, "frames": frames, "steps_per_run": steps, "precision": s["train_precision"],
                          "xla": s["train_xla"] + " (true/false/registered: the model's trainer setting)", "peak_flops_per_s": peak}
     return results
 
@@ -454,7 +457,8 @@ def main(argv=None):
             if name == "reader":
                 results[name] = bench_reader(s, args.runs, work)
             elif name == "train":
-                results[name] = bench_train(s, args.runs, peak("float32"))
+                dtype = "bfloat16" if s["train_precision"] == "mixed_bfloat16" else "float32"
+                results[name] = bench_train(s, args.runs, peak(dtype))
             elif name == "inference":
                 peak(s["infer_precision"])
                 results[name] = bench_inference(s, args.runs, peaks, work)

@@ -15,18 +15,19 @@ Batches follow the README "Reader batches" contract. Choices made here:
   iterate(ds) turns it (and CRC/truncation errors) into DataError. skip_bad=True drops bad
   records instead and counts them in ds.skip_report (a SkipReport), corrupt file tails included.
 - start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
-  run sees exactly the stream it would have seen.
+  run sees exactly the stream it would have seen; whole epochs are skipped by count, not read.
+Raw record streaming and format detection live in yt8m_kit.records, sampling in yt8m_kit.sampling
+(both re-exported here).
 """
-
-import glob
-import threading
-from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import AUDIO_DIM, MAX_FRAMES, NUM_CLASSES, NUM_CLASSES_2017, RGB_DIM, features
+from yt8m_kit import AUDIO_DIM, MAX_FRAMES, RGB_DIM, features
 from yt8m_kit.errors import ConfigError, DataError
+from yt8m_kit.records import (FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
+                              record_blocks, scan_file, skip_records)
+from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 
@@ -46,164 +47,6 @@ def dequantize(q):
 
 
 quantize = features.quantize
-
-
-@dataclass(frozen=True)
-class FormatInfo:
-    level: str  # "frame" | "video"
-    version: int  # 2018 | 2017
-
-    @property
-    def id_key(self):
-        return "video_id" if self.version == 2017 else "id"
-
-    @property
-    def num_classes(self):
-        return NUM_CLASSES_2017 if self.version == 2017 else NUM_CLASSES
-
-
-class SkipReport:
-    """What skip_bad=True dropped: .count distinct records (a record met again in a later epoch
-    counts once), .records the first 100 (file, record, reason)."""
-
-    def __init__(self):
-        self.count, self.records, self._seen, self._lock = 0, [], set(), threading.Lock()
-
-    def add(self, file, record, reason):
-        with self._lock:
-            if (file, record) in self._seen:
-                return
-            self._seen.add((file, record))
-            self.count += 1
-            if len(self.records) < 100:
-                self.records.append((file, record, reason))
-
-    def __str__(self):
-        head = "; ".join(f"{f} record {r}: {why}" for f, r, why in self.records[:3])
-        return f"skipped {self.count} bad records" + (f" (e.g. {head})" if head else "")
-
-
-def list_files(pattern):
-    """Sorted files matching a glob or a comma-separated list of globs; ConfigError when none match."""
-    pattern = str(pattern)
-    files = sorted({f for p in pattern.split(",") if p.strip() for f in glob.glob(p.strip())})
-    if not files:
-        raise ConfigError(f"no files match {pattern!r}; give a glob such as 'data/train*.tfrecord'")
-    return files
-
-
-def detect_format(files, allow_2017=False):
-    """Look at the first record of files[0]: FormatInfo(level, version)."""
-    path = files[0]
-    try:
-        first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
-    except tf.errors.OpError as e:
-        raise DataError(f"cannot read the first record: {e.message.splitlines()[0]}", file=path, record=0) from None
-    if first is None:
-        raise DataError("file has no records", file=path)
-    try:
-        seq = tf.train.SequenceExample.FromString(first.numpy())
-    except Exception as e:  # protobuf DecodeError
-        raise DataError(f"not a tf.train.Example/SequenceExample ({e})", file=path, record=0) from None
-    keys, lists = set(seq.context.feature), set(seq.feature_lists.feature_list)
-    if {"rgb", "audio"} <= lists:
-        level = "frame"
-    elif "mean_rgb" in keys:
-        level = "video"
-    else:
-        raise DataError("neither frame-level (feature_lists rgb/audio) nor video-level (mean_rgb)",
-                        file=path, record=0, value=sorted(keys | lists))
-    if "video_id" in keys and "id" not in keys:
-        if not allow_2017:
-            raise DataError("this is a 2017 YouTube-8M file (key 'video_id', 4716 classes); this toolkit "
-                            "targets 2018 (key 'id', 3862 classes). Pass allow_2017=True (--allow-2017) "
-                            "to read it anyway", file=path, record=0)
-        return FormatInfo(level, 2017)
-    if "id" not in keys:
-        raise DataError("record has no 'id'", file=path, record=0, value=sorted(keys))
-    return FormatInfo(level, 2018)
-
-
-def scan_file(path):
-    """Count the records of one TFRecord file, checking length and CRC: (count, error or None)."""
-    count = 0
-    try:
-        for _ in tf.data.TFRecordDataset(str(path)).batch(1):
-            count += 1
-    except tf.errors.OpError as e:
-        return count, e.message.splitlines()[0]
-    return count, None
-
-
-# ---------------------------------------------------------------- raw record stream
-
-# Records are read BLOCK at a time from one file and stay in blocks (vectors) until parsing: per-record
-# tf.data work (map, enumerate, take) cost more than parsing itself (bench/RESULTS.md, reader).
-# A fixed block size keeps the unshuffled order independent of the batch size.
-BLOCK = 64
-
-
-def count_records(files, take=None):
-    """Records per epoch: the sum over files of take[i] when >= 0, else the file's record count."""
-    total = 0
-    for i, f in enumerate(files):
-        if take is not None and take[i] >= 0:
-            total += int(take[i])
-        else:
-            total += int(tf.data.TFRecordDataset(f).batch(4096).reduce(
-                tf.constant(0, tf.int64), lambda n, b: n + tf.shape(b, tf.int64)[0]).numpy())
-    return total
-
-
-def _records(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, take=None, first_epoch=0):
-    """Blocks of records: (serialized (n,), file_index (n,), record_index (n,), epoch (n,)), n <= BLOCK.
-
-    The order depends only on (files, seed, epoch); epochs run first_epoch, first_epoch+1, ... and each
-    epoch's order is independent of the ones before it (so a resumed run can start at any epoch).
-    """
-    files_t = tf.constant(files)
-    take_t = tf.constant(take if take is not None else [-1] * len(files), tf.int64)
-    cycle = max(1, min(num_parallel_reads or 16, len(files)))
-
-    def one_file(i, epoch):
-        blocks = tf.data.TFRecordDataset(tf.gather(files_t, i)).take(tf.gather(take_t, i)).batch(BLOCK)
-
-        def tag(b, s):
-            n = tf.shape(s, tf.int64)[0]
-            return (s, tf.fill([n], tf.cast(i, tf.int32)), b * BLOCK + tf.range(n), tf.fill([n], epoch))
-
-        return blocks.enumerate().map(tag)
-
-    def one_epoch(epoch):
-        order = tf.range(len(files), dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-            lambda i: one_file(i, epoch), cycle_length=cycle, block_length=1,
-            **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
-        if shuffle:
-            # A Python-int seed: a tensor seed fails under global seed 0 (tf's get_seed compares
-            # the pair with (0, 0)). The epoch still changes the order through the file order above.
-            ds = ds.unbatch().shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1).batch(BLOCK)
-        return ds
-
-    last = 2**62 if epochs is None else int(epochs)
-    return tf.data.Dataset.range(int(first_epoch), max(int(first_epoch), last)).flat_map(one_epoch)
-
-
-def _skip_records(blocks, n):
-    """Drop the first n records of a block stream: a running count trims the blocks that hold them
-    (blocks may be short, e.g. a file's last), then passes the rest through untouched."""
-    if n <= 0:
-        return blocks
-
-    def trim(seen, block):
-        size = tf.shape(block[0], tf.int64)[0]
-        drop = tf.clip_by_value(tf.constant(n, tf.int64) - seen, 0, size)
-        return seen + size, tuple(x[drop:] for x in block)
-
-    return (blocks.scan(tf.constant(0, tf.int64), trim)
-            .filter(lambda s, *rest: tf.shape(s)[0] > 0))
 
 
 # ---------------------------------------------------------------- parsing and checks (on batches)
@@ -305,7 +148,7 @@ def _finish(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
     rgb, audio = parts["rgb"], parts["audio"]
     if frames == "sample":  # index the flat strings directly: no copy of the (B, <=300) ragged slice
         num_frames = tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32)
-        idx = _sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
+        idx = sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
         rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
         x = _gather_frames(rgb.values, audio.values, rows)  # (B, K, 1152)
         num_frames = tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
@@ -323,42 +166,6 @@ def _error_text(files_t, file_idx, rec_idx, reason, value):
     return tf.strings.join([_MARK_OPEN, tf.gather(files_t, tf.gather(file_idx, bad)), _SEP,
                             tf.strings.as_string(tf.gather(rec_idx, bad)), _SEP, tf.gather(reason, bad), _SEP,
                             tf.gather(value, bad), _MARK_CLOSE])
-
-
-# ---------------------------------------------------------------- sampling
-
-def _hash32(x):
-    """A 32-bit integer mixer (int64 arithmetic stays below 2^63: inputs < 2^32, multiplier < 2^31)."""
-    m, c = tf.constant(0xFFFFFFFF, tf.int64), tf.constant(0x45D9F3B, tf.int64)
-    for _ in range(2):
-        x = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x) * c, m)
-    return tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x)
-
-
-def _sample_indices(num_frames, ids, num_samples, seed, repeat_index):
-    """(B, K) int32 frame indices, sorted, uniform with replacement in [0, num_frames)."""
-    repeat = tf.broadcast_to(tf.cast(repeat_index, tf.int64), tf.shape(ids))
-    key = tf.strings.join([ids, tf.strings.as_string(tf.cast(seed, tf.int64)), tf.strings.as_string(repeat)], "\x1f")
-    base = tf.strings.to_hash_bucket_fast(key, 2**32)  # (B,) Fingerprint64, stable across platforms
-    k = tf.range(num_samples, dtype=tf.int64) * 0x9E3779B9
-    x = _hash32(tf.bitwise.bitwise_and(base[:, None] + k[None, :], 0xFFFFFFFF))  # (B, K)
-    u = tf.cast(x, tf.float64) / 2.0**32
-    n = tf.cast(num_frames, tf.float64)[:, None]
-    idx = tf.cast(tf.floor(u * n), tf.int32)
-    idx = tf.clip_by_value(idx, 0, tf.maximum(tf.cast(num_frames, tf.int32) - 1, 0)[:, None])
-    return tf.sort(idx, axis=1)
-
-
-def sample_frames(frames, num_frames, ids, num_samples, seed, repeat_index):
-    """Stateless frame sampling: frames (B,T,D), num_frames (B,), ids (B,) string -> ((B,K,D), (B,) = K).
-
-    The chosen frames depend only on (seed, id, repeat_index); repeat_index is a scalar or (B,)
-    so R test-time repeats can run as one batch of B*R rows. make_dataset(frames="sample")
-    uses the same function with repeat_index = epoch.
-    """
-    idx = _sample_indices(num_frames, ids, num_samples, seed, repeat_index)
-    out = tf.gather(frames, idx, batch_dims=1)
-    return out, tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
 
 
 # ---------------------------------------------------------------- public readers
@@ -392,9 +199,9 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
     if start_example and epochs != 1:  # start at the right epoch instead of reading all the earlier ones
         per_epoch = count_records(files, take)
         first_epoch, start_example = divmod(start_example, per_epoch) if per_epoch else (0, start_example)
-    raw = _records(files, shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
+    raw = record_blocks(files, shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
                    num_parallel_reads=num_parallel_reads, take=take, first_epoch=first_epoch)
-    raw = _skip_records(raw, start_example)
+    raw = skip_records(raw, start_example)
     if skip_bad:
         def log_bad(f, r, why):
             for fi, ri, w in zip(f.numpy(), r.numpy(), why.numpy()):

@@ -1,0 +1,37 @@
+"""Stateless frame sampling: which frames a video gets depends only on (seed, video id, repeat index)."""
+
+import tensorflow as tf
+
+
+def _hash32(x):
+    """A 32-bit integer mixer (int64 arithmetic stays below 2^63: inputs < 2^32, multiplier < 2^31)."""
+    m, c = tf.constant(0xFFFFFFFF, tf.int64), tf.constant(0x45D9F3B, tf.int64)
+    for _ in range(2):
+        x = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x) * c, m)
+    return tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x)
+
+
+def sample_indices(num_frames, ids, num_samples, seed, repeat_index):
+    """(B, K) int32 frame indices, sorted, uniform with replacement in [0, num_frames)."""
+    repeat = tf.broadcast_to(tf.cast(repeat_index, tf.int64), tf.shape(ids))
+    key = tf.strings.join([ids, tf.strings.as_string(tf.cast(seed, tf.int64)), tf.strings.as_string(repeat)], "\x1f")
+    base = tf.strings.to_hash_bucket_fast(key, 2**32)  # (B,) Fingerprint64, stable across platforms
+    k = tf.range(num_samples, dtype=tf.int64) * 0x9E3779B9
+    x = _hash32(tf.bitwise.bitwise_and(base[:, None] + k[None, :], 0xFFFFFFFF))  # (B, K)
+    u = tf.cast(x, tf.float64) / 2.0**32
+    n = tf.cast(num_frames, tf.float64)[:, None]
+    idx = tf.cast(tf.floor(u * n), tf.int32)
+    idx = tf.clip_by_value(idx, 0, tf.maximum(tf.cast(num_frames, tf.int32) - 1, 0)[:, None])
+    return tf.sort(idx, axis=1)
+
+
+def sample_frames(frames, num_frames, ids, num_samples, seed, repeat_index):
+    """Stateless frame sampling: frames (B,T,D), num_frames (B,), ids (B,) string -> ((B,K,D), (B,) = K).
+
+    The chosen frames depend only on (seed, id, repeat_index); repeat_index is a scalar or (B,)
+    so R test-time repeats can run as one batch of B*R rows. make_dataset(frames="sample")
+    uses the same function with repeat_index = epoch.
+    """
+    idx = sample_indices(num_frames, ids, num_samples, seed, repeat_index)
+    out = tf.gather(frames, idx, batch_dims=1)
+    return out, tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
