@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from yt8m_kit import evaluate, infer, submission, synth, train
+from yt8m_kit import ids as ids_lib
 from yt8m_kit.submission import CsvWriter, IdSet, id_fingerprints, validate_csv
 
 FRAME_MODEL, VIDEO_MODEL = "soft_bof_4k_tiny", "video_logistic"
@@ -263,7 +264,8 @@ def test_validation_against_an_id_set_still_catches_everything(tmp_path):
 
 
 def test_fingerprint_collisions_never_reject_distinct_ids(tmp_path, monkeypatch):
-    monkeypatch.setattr(submission, "_fingerprint", lambda text: 7)  # every id collides
+    for module in (submission, ids_lib):  # every id collides
+        monkeypatch.setattr(module, "fingerprint", lambda text: 7)
     path = tmp_path / "c.csv"
     with CsvWriter(path) as writer:  # distinct ids: accepted, after checking the exact ids on disk
         writer.write_topk(["a", "b"], [[1], [2]], [[0.5], [0.5]])

@@ -12,7 +12,6 @@ the exact ids (a second read of the file) before anything is refused.
 """
 
 import collections.abc
-import hashlib
 import math
 from array import array
 
@@ -21,92 +20,11 @@ import numpy as np
 from yt8m_kit import NUM_CLASSES, TOP_K
 from yt8m_kit.errors import DataError
 from yt8m_kit.fileio import atomic_open
+from yt8m_kit.ids import IdSet, fingerprint, id_fingerprints, in_sorted, video_id_str  # noqa: F401
 from yt8m_kit.metrics import top_k
 
 HEADER = "VideoId,LabelConfidencePairs"
 CONF_FORMAT = "%.6f"
-
-
-def video_id_str(video_id):
-    """A video id as str (bytes from TFRecords are utf-8); refuses ids that would break a row."""
-    if isinstance(video_id, (bytes, np.bytes_)):
-        video_id = bytes(video_id).decode("utf-8")
-    video_id = str(video_id)
-    if not video_id or any(ch in video_id for ch in ',\n\r"'):
-        raise DataError("video id is empty or holds a comma, quote or line break; it cannot be a "
-                        "CSV field", value=video_id)
-    return video_id
-
-
-def _fingerprint(text):
-    """One id (str) -> int in [0, 2^64): the first 8 bytes of blake2b of its utf-8 text."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def id_fingerprints(ids):
-    """(N,) uint64 fingerprints of video ids (str or bytes; ~1 us an id)."""
-    return np.fromiter((_fingerprint(video_id_str(i)) for i in ids), np.uint64)
-
-
-def _in_sorted(sorted_fps, fps):
-    """(N,) bool: which of fps are in the ascending array sorted_fps (no sort, no big temporaries)."""
-    if not sorted_fps.size:
-        return np.zeros(fps.shape, bool)
-    return sorted_fps[np.minimum(np.searchsorted(sorted_fps, fps), sorted_fps.size - 1)] == fps
-
-
-class IdSet:
-    """A set of video ids kept as 8-byte fingerprints: ~8 bytes an id where a Python set of str
-    takes ~100 (9 MB instead of ~110 MB for the 1.13M test videos).
-
-    Two different ids share a fingerprint with probability ~n^2/2^65 (4e-8 at 1.13M ids). Callers
-    that refuse a duplicate confirm it on the exact ids first (CsvWriter, validate_csv), so a
-    collision never rejects a good file; what it could do is hide one missing id behind one extra id.
-    """
-
-    MERGE_AT = 1 << 13  # recent fingerprints stay in a Python set (cheap lookups, ~0.5 MB) until merged
-
-    def __init__(self, ids=()):
-        self._sorted = np.empty(0, np.uint64)  # unique, ascending
-        self._recent = set()
-        for video_id in ids:  # streaming: a generator of ids is never held as a list
-            self._recent.add(_fingerprint(video_id_str(video_id)))
-            if len(self._recent) >= self.MERGE_AT:
-                self._merge()
-
-    def add(self, ids):
-        self.add_fingerprints(id_fingerprints(ids))
-
-    def add_fingerprints(self, fps):
-        self._recent.update(np.asarray(fps, np.uint64).tolist())
-        if len(self._recent) >= self.MERGE_AT:
-            self._merge()
-
-    def _merge(self):
-        if self._recent:
-            recent = np.sort(np.fromiter(self._recent, np.uint64, len(self._recent)))
-            recent = recent[~_in_sorted(self._sorted, recent)]  # O(n) insertion, not a re-sort of all
-            self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, recent), recent)
-            self._recent = set()
-
-    def contains(self, fps):
-        """(N,) bool: which fingerprints are in the set."""
-        fps = np.asarray(fps, np.uint64).reshape(-1)
-        recent = np.fromiter((f in self._recent for f in fps.tolist()), bool, fps.size)
-        return _in_sorted(self._sorted, fps) | recent
-
-    def fingerprints(self):
-        """All fingerprints, unique and sorted (uint64)."""
-        self._merge()
-        return self._sorted
-
-    def __len__(self):
-        return self._sorted.size + len(self._recent)
-
-    @property
-    def nbytes(self):
-        """Approximate bytes held (the recent Python set costs ~120 bytes an entry, the array 8)."""
-        return self._sorted.nbytes + 120 * len(self._recent)
 
 
 def format_row(video_id, indices, values, k=None):
@@ -175,7 +93,7 @@ class CsvWriter:
     def _write_lines(self, video_ids, pairs):
         if self._file is None:
             raise RuntimeError("CsvWriter is written inside `with CsvWriter(path) as writer:` only")
-        fps = np.fromiter((_fingerprint(v) for v in video_ids), np.uint64, len(video_ids))
+        fps = np.fromiter((fingerprint(v) for v in video_ids), np.uint64, len(video_ids))
         if len(set(video_ids)) != len(video_ids):
             first = next(v for n, v in enumerate(video_ids) if v in video_ids[:n])
             raise DataError(f"video {first!r} written twice (twice in one batch): each video must appear "
@@ -281,21 +199,21 @@ def _expected_fingerprints(path, found, expected_ids, rows_path=None):
     want = expected.fingerprints()
     if want.size == found.size and np.array_equal(want, found):
         return
-    missing = want[~_in_sorted(found, want)]  # (np.setdiff1d would hold ~5 copies of both arrays)
+    missing = want[~in_sorted(found, want)]  # (np.setdiff1d would hold ~5 copies of both arrays)
     if missing.size:
         if isinstance(named, (collections.abc.Sequence, np.ndarray)):
             lost = set(missing.tolist())
-            examples = f"e.g. {sorted(i for i in map(video_id_str, named) if _fingerprint(i) in lost)[:5]}"
+            examples = f"e.g. {sorted(i for i in map(video_id_str, named) if fingerprint(i) in lost)[:5]}"
         else:
             examples = "ids not kept in memory, only their fingerprints: compare the CSV with the input data"
         raise DataError(f"{missing.size} expected video(s) missing, {examples}: a shard or batch was lost, "
                         "or the file changed after it was written; rerun it", file=path)
-    extra = found[~_in_sorted(want, found)]
+    extra = found[~in_sorted(want, found)]
     if extra.size:
         strays = set(extra.tolist())
         names = []
         for _, video_id, _, _ in _rows(rows_path or path):
-            if _fingerprint(video_id) in strays:
+            if fingerprint(video_id) in strays:
                 names.append(video_id)
                 if len(names) == 5:
                     break
@@ -308,7 +226,7 @@ def _first_duplicate(path, suspects):
     `suspects`; return quietly when they were only fingerprint collisions."""
     first = {}
     for number, video_id, _, _ in _rows(path):
-        if _fingerprint(video_id) in suspects:
+        if fingerprint(video_id) in suspects:
             if video_id in first:
                 raise DataError(f"video {video_id!r} appears twice (first on line {first[video_id]})",
                                 file=path, record=f"line {number}")
@@ -325,7 +243,7 @@ def validate_csv(path, expected_ids=None, num_classes=NUM_CLASSES):
     """
     fps, pairs, empty, widest = array("Q"), 0, 0, 0
     for _, video_id, labels, _ in _rows(path, num_classes, TOP_K):
-        fps.append(_fingerprint(video_id))
+        fps.append(fingerprint(video_id))
         pairs += labels.size
         empty += labels.size == 0
         widest = max(widest, labels.size)
@@ -362,7 +280,7 @@ def merge_csvs(inputs, output, expected_ids=None, num_classes=NUM_CLASSES):
     with CsvWriter(output) as writer:
         for index, path in enumerate(inputs):
             for number, video_id, labels, confs in _rows(path, num_classes, TOP_K):
-                if writer.ids.contains([_fingerprint(video_id)])[0]:
+                if writer.ids.contains([fingerprint(video_id)])[0]:
                     first = _first_row(inputs, video_id, stop=(index, number))
                     if first is not None:
                         raise DataError(f"video {video_id!r} appears twice (first in {first})",
