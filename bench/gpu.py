@@ -1,26 +1,21 @@
 """GPU throughput of the six paper models under Keras 3's JAX backend (no TensorFlow needed).
 
-    KERAS_BACKEND=jax python bench/gpu.py                     # paper models, batch 64 x 300 frames
-    KERAS_BACKEND=jax python bench/gpu.py --smoke --json      # tiny models, seconds (tests/test_backends.py)
-    bash bench/gpu.sh                                         # on the GPU machine (bench/GPU.md)
+    KERAS_BACKEND=jax python bench/gpu.py                  # paper models, batch 64 x 300 frames, <= 480 s
+    KERAS_BACKEND=jax python bench/gpu.py --smoke --json   # tiny models, seconds on a CPU
+    bash bench/gpu.sh                                      # on the GPU machine: bench/GPU.md
 
-Measures, per model at its paper configuration (create_model(name)):
-- train: examples/s of one jitted training step (model.stateless_call + jax.value_and_grad +
-  Adam(2e-4).stateless_apply; the trainer's loss: BCE summed over classes, averaged over the
-  batch; global-norm clipping at 1.0), in "mixed_bfloat16" and "float32";
-- infer: videos/s with R repeats (the model runs on batch*R rows, averaged per video), in
-  "bfloat16" (the submitted precision) and "float32";
-- FLOP/s from bench/run.py's analytic forward_flops (training = 3x forward) and utilisation
-  against a dense n x n matmul measured here at the same compute precision.
-Synthetic inputs: random uint8 frames dequantised (yt8m_kit.features), random num_frames,
-zero padding past them. Compile time is reported apart and never timed; each number is the
-median of --steps timed steps (block_until_ready after each). --budget-s stops starting new
-measurements once the time left is less than the last one took; everything measured so far
-is kept (and written to --out after each measurement). The order puts the most useful first:
-mixed-precision training, bf16 inference, then the float32 pair.
+Per model (create_model(name)): train = examples/s of a jitted step (stateless_call, the trainer's
+BCE loss, jax.value_and_grad, global-norm clip 1.0, Adam 2e-4 stateless_apply) in mixed_bfloat16
+and float32; infer = videos/s with R repeats (batch*R rows per call, averaged per video) in
+bfloat16 and float32; FLOP/s from bench/run.py's forward_flops (training = 3x forward) and
+utilisation over a dense matmul measured here at the same compute precision. Synthetic inputs
+(random uint8 dequantised, random num_frames, zero padding); compile untimed and reported apart;
+medians of --steps timed steps. --budget-s starts nothing new once the time left is less than the
+last measurement of that kind took; what was measured is kept (--out is rewritten after each).
 """
 
 import argparse
+import functools
 import gc
 import importlib.util
 import json
@@ -43,9 +38,8 @@ PAPER_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", 
 # (kind, precision) in the order measured: what a budget cut keeps first.
 MODES = (("train", "mixed_bfloat16"), ("infer", "bfloat16"), ("train", "float32"), ("infer", "float32"))
 PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "bfloat16": "bfloat16"}
-FULL = dict(models=PAPER_MODELS, batch=64, frames=300, repeats=10, steps=10, matmul_n=8192, matmul_flop=4e12)
-SMOKE = dict(models=("lfnl_netvlad_tiny", "gru_tiny"), batch=2, frames=6, repeats=2, steps=5, matmul_n=128,
-             matmul_flop=2e8)
+FULL = dict(models=PAPER_MODELS, batch=64, frames=300, repeats=10, steps=10, matmul_n=8192)
+SMOKE = dict(models=("lfnl_netvlad_tiny", "gru_tiny"), batch=2, frames=6, repeats=2, steps=5, matmul_n=128)
 LR, CLIP_NORM = 2e-4, 1.0  # Tang et al.; yt8m_kit.train's defaults
 
 
@@ -131,27 +125,24 @@ def synthetic_batch(rows, frames, seed=0):
     return {"frames": x, "num_frames": num_frames}, labels
 
 
+@functools.lru_cache(maxsize=None)
+def _bench_run():
+    spec = importlib.util.spec_from_file_location("yt8m_bench_run", os.path.join(ROOT, "bench", "run.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def forward_flops(model, frames):
     """bench/run.py's analytic count (importable without TensorFlow); None if that changes."""
     try:
-        spec = importlib.util.spec_from_file_location("yt8m_bench_run", os.path.join(ROOT, "bench", "run.py"))
-        run = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(run)
-        return int(run.forward_flops(model, frames))
+        return int(_bench_run().forward_flops(model, frames))
     except ImportError as e:
         log(f"warning: FLOPs not counted: bench/run.py does not import without TensorFlow ({e})")
         return None
 
 
 # ---------------------------------------------------------------- timing
-
-class Budget:
-    def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
-
-    def left(self):
-        return self.end - time.monotonic()
-
 
 def timed(fn, steps):
     """(compile_s, [step seconds]): one untimed call (compile), then `steps` timed ones."""
@@ -173,16 +164,26 @@ def stats(values):
             "runs": len(values)}
 
 
-def matmul_peak(dtype, n, flop_per_run, runs):
-    """Dense (n x n) @ (n x n) FLOP/s at `dtype`: {median, min, max, runs}; utilisation uses the max."""
+def matmul_peak(dtype, n, runs, seconds_per_run=0.1):
+    """Dense (n x n) @ (n x n) FLOP/s at `dtype`: {median, min, max, runs}; utilisation uses the max.
+
+    Each timed run chains enough matmuls to take about `seconds_per_run` (launch overhead hidden)."""
     import jax
     import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
     b = a.T + 1
     mm = jax.jit(lambda a, b: a @ b)
-    reps = max(1, int(round(flop_per_run / (2 * n**3))))
-    _, times = timed(lambda: [mm(a, b) for _ in range(reps)][-1], runs)
+    _, once = timed(lambda: mm(a, b), 3)
+    reps = max(1, min(10_000, int(seconds_per_run / min(once))))
+
+    def chain():  # keeps only the last product alive (n = 8192 float32: 256 MiB each)
+        out = None
+        for _ in range(reps):
+            out = mm(a, b)
+        return out
+
+    _, times = timed(chain, runs)
     return stats([reps * 2 * n**3 / t for t in times])
 
 
@@ -243,14 +244,15 @@ def machine():
     return {"backend": keras.backend.backend(), "platform": dev.platform, "device": dev.device_kind,
             "devices": len(jax.devices()), "jax": jax.__version__, "keras": keras.__version__,
             "numpy": np.__version__, "python": platform.python_version(), "host": platform.node(),
-            "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
+            "matmul_precision": str(getattr(jax.config, "jax_default_matmul_precision", None) or "default")}
 
 
 def run_benchmark(s, budget_s, out_path=None):
     """Every (mode, model) measurement that fits the budget: the results dict (also written to out_path)."""
     import jax
 
-    t_start, budget = time.monotonic(), Budget(budget_s)
+    t_start = time.monotonic()
+    left = lambda: budget_s - (time.monotonic() - t_start)  # noqa: E731
     results = {"meta": dict(machine(), **{k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()},
                             budget_s=budget_s, complete=False, skipped=[]),
                "peak": {}, "train": {}, "infer": {}}
@@ -265,7 +267,7 @@ def run_benchmark(s, budget_s, out_path=None):
     log(f"{results['meta']['device']} ({results['meta']['platform']}), jax {jax.__version__}, "
         f"keras {results['meta']['keras']}, budget {budget_s:.0f} s")
     for dtype in ("float32", "bfloat16"):
-        results["peak"][dtype] = matmul_peak(dtype, s["matmul_n"], s["matmul_flop"], max(5, s["steps"]))
+        results["peak"][dtype] = matmul_peak(dtype, s["matmul_n"], max(5, s["steps"]))
         log(f"matmul peak {dtype}: {results['peak'][dtype]['max'] / 1e12:.2f} TFLOP/s (n={s['matmul_n']})")
     inputs, labels = synthetic_batch(s["batch"] * s["repeats"], s["frames"])
     data = {"infer": jax.device_put(inputs),
@@ -274,9 +276,9 @@ def run_benchmark(s, budget_s, out_path=None):
     last = {}  # kind -> seconds the last measurement of that kind took (the estimate for the next)
     for kind, precision in s["modes"]:
         for name in s["models"]:
-            if budget.left() < last.get(kind, 0.0):
+            if left() < last.get(kind, 0.0):
                 results["meta"]["skipped"].append(f"{kind}/{precision}/{name}")
-                log(f"{kind} {precision} {name}: skipped ({budget.left():.0f} s left, last took {last[kind]:.0f} s)")
+                log(f"{kind} {precision} {name}: skipped ({left():.0f} s left, last took {last[kind]:.0f} s)")
                 continue
             t0 = time.monotonic()
             r = measure(name, kind, precision, s, data, results["peak"])
@@ -330,15 +332,14 @@ def main(argv=None):
     if keras.backend.backend() != "jax":
         raise ConfigError(f"bench/gpu.py needs Keras' JAX backend, got {keras.backend.backend()!r}: "
                           f"run it with KERAS_BACKEND=jax (bench/gpu.sh sets it)")
-    s = dict(SMOKE if args.smoke else FULL)
+    s = dict(SMOKE if args.smoke else FULL, modes=MODES)
     for key in ("batch", "frames", "repeats", "steps", "matmul_n"):
-        value = getattr(args, key)
-        if value is not None:
-            if value < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} ({value}) must be a positive integer")
-            s[key] = value
-    if s["steps"] < 5:
-        raise ConfigError(f"--steps ({s['steps']}) must be at least 5: each number is a median of timed steps")
+        if getattr(args, key) is not None:
+            s[key] = getattr(args, key)
+    if min(s[k] for k in ("batch", "frames", "repeats", "matmul_n")) < 1 or s["steps"] < 5:
+        got = ", ".join(f"{k}={s[k]}" for k in ("batch", "frames", "repeats", "matmul_n", "steps"))
+        raise ConfigError(f"--batch, --frames, --repeats, --matmul-n must be positive and --steps at least 5 "
+                          f"(each number is a median of timed steps); got {got}")
     if args.models:
         from yt8m_kit.models import list_models, model_info
 
@@ -346,19 +347,17 @@ def main(argv=None):
         bad = [m for m in s["models"] if m not in list_models() or model_info(m)["level"] != "frame"]
         if bad:
             raise ConfigError(f"--models: {bad} are not registered frame-level models; see python -m yt8m_kit.models")
-    s["modes"] = MODES
     if args.modes:
         s["modes"] = tuple(tuple(m.strip().split("/", 1)) for m in args.modes.split(","))
         allowed = {"train": ("float32", "mixed_bfloat16"), "infer": ("float32", "bfloat16")}
-        bad = [m for m in s["modes"] if len(m) != 2 or m[1] not in allowed.get(m[0], ())]
+        bad = ["/".join(m) for m in s["modes"] if len(m) != 2 or m[1] not in allowed.get(m[0], ())]
         if bad:
-            raise ConfigError(f"--modes: {['/'.join(m) for m in bad]} not understood; use e.g. train/mixed_bfloat16,"
-                              f"infer/bfloat16 (train: float32|mixed_bfloat16; infer: float32|bfloat16)")
+            raise ConfigError(f"--modes: {bad} not understood; train/float32|mixed_bfloat16, infer/float32|bfloat16")
+    s["modes"] = [list(m) for m in s["modes"]]
     if args.matmul_precision:
         import jax
 
         jax.config.update("jax_default_matmul_precision", args.matmul_precision)
-    s["modes"] = [list(m) for m in s["modes"]]
     results = run_benchmark(s, args.budget_s, args.out)
     print(json.dumps(results, indent=1) if args.json else table(results))
     return 0
