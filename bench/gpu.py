@@ -7,7 +7,7 @@
 Per model (create_model(name)): train = examples/s of a jitted step (stateless_call, the trainer's
 BCE loss, jax.value_and_grad, global-norm clip 1.0, Adam 2e-4 stateless_apply) in mixed_bfloat16
 and float32; infer = videos/s with R repeats (batch*R rows per call, averaged per video) in
-bfloat16 and float32; FLOP/s from bench/run.py's forward_flops (training = 3x forward) and
+bfloat16 and float32; FLOP/s from bench/run.py's forward_flops and train_flops and
 utilisation over a dense matmul measured here at the same compute precision. Synthetic inputs
 (random uint8 dequantised, random num_frames, zero padding); compile untimed and reported apart;
 medians of --steps timed steps. --budget-s starts nothing new once the time left is less than the
@@ -133,13 +133,15 @@ def _bench_run():
     return module
 
 
-def forward_flops(model, frames):
-    """bench/run.py's analytic count (importable without TensorFlow); None if that changes."""
+def count_flops(model, frames):
+    """bench/run.py's analytic counts (importable without TensorFlow): (forward, training step) per
+    video, or (None, None) if that changes."""
     try:
-        return int(_bench_run().forward_flops(model, frames))
+        run = _bench_run()
+        return int(run.forward_flops(model, frames)), int(run.train_flops(model, frames))
     except ImportError as e:
         log(f"warning: FLOPs not counted: bench/run.py does not import without TensorFlow ({e})")
-        return None
+        return None, None
 
 
 # ---------------------------------------------------------------- timing
@@ -201,7 +203,7 @@ def measure(name, kind, precision, s, data, peaks):
     model = create_model(name, dtype=precision)
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
-    fwd = forward_flops(model, s["frames"])
+    fwd, train_fl = count_flops(model, s["frames"])
     out = {"params": int(model.count_params())}
     if kind == "train":
         optimizer = keras.optimizers.Adam(learning_rate=LR)
@@ -213,7 +215,7 @@ def measure(name, kind, precision, s, data, peaks):
             loss, state[0] = step(state[0], inputs, labels)
             return loss
 
-        work, flop_per_item, unit = s["batch"], None if fwd is None else 3 * fwd, "examples_per_s"
+        work, flop_per_item, unit = s["batch"], train_fl, "examples_per_s"
     else:
         step = make_infer_step(model, s["repeats"])
         inputs = data["infer"]

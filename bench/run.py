@@ -114,20 +114,62 @@ def forward_flops(model, frames):
     return sum(_layer_flops(layer, frames) for layer in model.layers)
 
 
+def _reads_frames(layer):
+    """True when the layer's input is the model's frames, through masking and slicing only."""
+    tensor = layer._inbound_nodes[0].input_tensors[0]
+    producer = tensor._keras_history.operation
+    while type(producer).__name__ in ("FrameMasking", "FeatureSlice"):
+        tensor = producer._inbound_nodes[0].input_tensors[0]
+        producer = tensor._keras_history.operation
+    return type(producer).__name__ == "InputLayer"
+
+
+def train_flops(model, frames):
+    """Matmul FLOPs per video of a training step: forward, plus the gradients with respect to each
+    matmul's two operands (2x forward), less those with respect to the input frames, which autodiff
+    never computes (the frames are no variable): for the layers that read the frames directly
+    (NetVLAD of the late-fusion models, Soft-BoF, frame-level context gating's first matmul, the
+    first GRU layer's input kernel) one forward's worth of those matmuls. tests/test_bench.py
+    checks this against the matmuls a traced training step depends on."""
+    from yt8m_kit import layers as L
+
+    total = 3 * forward_flops(model, frames)
+    for layer in model.layers:
+        if not isinstance(layer, (L.NetVLAD, L.SoftBoF, L.ContextGating, L.StackedGRU)) or not _reads_frames(layer):
+            continue
+        if isinstance(layer, L.StackedGRU):  # the first layer's input kernel
+            cell = layer.cells[0].cell
+            total -= 2 * frames * int(cell.kernel.shape[0]) * 3 * cell.units
+        elif isinstance(layer, L.ContextGating) and layer.rank is not None:  # x (D, r) only, not (r, D)
+            total -= 2 * frames * int(layer.bias.shape[0]) * layer.rank
+        else:
+            total -= _layer_flops(layer, frames)
+    return total
+
+
 def matmul_peak(dtype, n, runs):
-    """Dense (n x n) @ (n x n) FLOP/s at `dtype`: summary; the max is the machine's best."""
+    """The machine's best dense matmul FLOP/s at `dtype`: (m x m) @ (m x m) for m in (n, 2n), each
+    through TensorFlow's kernel and XLA's; the summary of the fastest variant (its max is the peak),
+    with "variant" naming it. Every output element is used, so nothing can be pruned."""
     import tensorflow as tf
 
-    a = tf.random.normal((n, n), dtype=tf.float32)
-    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
-    mm = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
-    reps = max(1, int(2e10 // (2 * n**3)))  # about 20 GFLOP per timed run
+    best = None
+    for m in (n, 2 * n):
+        a = tf.random.normal((m, m), dtype=tf.float32)
+        a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+        for xla in (False, True):
+            mm = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)), jit_compile=xla)
+            mm().numpy()  # trace and compile, untimed
+            reps = max(1, int(2e10 // (2 * m**3)))  # about 20 GFLOP per timed run
 
-    def run():
-        for _ in range(reps):
-            mm().numpy()
+            def run():
+                for _ in range(reps):
+                    mm().numpy()
 
-    return rate(reps * 2 * n**3, time_runs(run, runs))
+            r = rate(reps * 2 * m**3, time_runs(run, runs))
+            if best is None or r["max"] > best["max"]:
+                best = dict(r, variant=f"{m}x{m} {'xla' if xla else 'tf'}")
+    return best
 
 
 # ---------------------------------------------------------------- benchmarks
@@ -211,7 +253,7 @@ def bench_train(s, runs, peak):
         strategy = tf.distribute.get_strategy()
         model, optimizer = train.build(config, strategy)
         step = train.make_train_step(strategy, model, optimizer, config)
-        flops = 3 * forward_flops(model, frames)
+        flops = train_flops(model, frames)
 
         def run():
             for _ in range(steps):

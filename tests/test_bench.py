@@ -14,30 +14,48 @@ sys.path.insert(0, str(BENCH))
 import run as bench  # noqa: E402
 
 
-def graph_matmul_flops(model, frames):
-    """2 * output elements * contracted size of every MatMul/BatchMatMul/Einsum in the traced
-    forward graph: an independent count to check the analytic one against."""
+def _op_flops(op):
+    """2 * output elements * contracted size of a MatMul/BatchMatMul/Einsum op, else 0."""
+    if op.type not in ("MatMul", "BatchMatMulV2", "Einsum"):
+        return 0
+    a, b = op.inputs[0].shape.as_list(), op.inputs[1].shape.as_list()
+    out = op.outputs[0].shape.as_list()
+    if op.type == "MatMul":
+        k = a[0] if op.get_attr("transpose_a") else a[1]
+    elif op.type == "BatchMatMulV2":
+        k = a[-2] if op.get_attr("adj_x") else a[-1]
+    else:
+        ins, res = op.get_attr("equation").decode().split("->")
+        x, y = ins.split(",")
+        dims = {**dict(zip(x, a)), **dict(zip(y, b))}
+        k = int(np.prod([dims[c] for c in set(x) & set(y) if c not in res]))
+    return 2 * int(np.prod(out)) * k
+
+
+def graph_matmul_flops(model, frames, train=False):
+    """Matmul FLOPs of the traced forward graph, or (train=True) of the ops a training step's loss
+    and gradients depend on (what TensorFlow runs after pruning): an independent count to check the
+    analytic one against."""
     import tensorflow as tf
 
-    fn = tf.function(lambda x, n: model({"frames": x, "num_frames": n}, training=False))
-    graph = fn.get_concrete_function(tf.TensorSpec([1, frames, 1152]), tf.TensorSpec([1], tf.int32)).graph
-    total = 0
-    for op in graph.get_operations():
-        if op.type not in ("MatMul", "BatchMatMulV2", "Einsum"):
-            continue
-        a, b = op.inputs[0].shape.as_list(), op.inputs[1].shape.as_list()
-        out = op.outputs[0].shape.as_list()
-        if op.type == "MatMul":
-            k = a[0] if op.get_attr("transpose_a") else a[1]
-        elif op.type == "BatchMatMulV2":
-            k = a[-2] if op.get_attr("adj_x") else a[-1]
-        else:
-            ins, res = op.get_attr("equation").decode().split("->")
-            x, y = ins.split(",")
-            dims = {**dict(zip(x, a)), **dict(zip(y, b))}
-            k = int(np.prod([dims[c] for c in set(x) & set(y) if c not in res]))
-        total += 2 * int(np.prod(out)) * k
-    return total
+    spec = (tf.TensorSpec([1, frames, 1152]), tf.TensorSpec([1], tf.int32))
+    if not train:
+        fn = tf.function(lambda x, n: model({"frames": x, "num_frames": n}, training=False))
+        return sum(_op_flops(op) for op in fn.get_concrete_function(*spec).graph.get_operations())
+
+    def step(x, n):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model({"frames": x, "num_frames": n}, training=True))
+        return [loss] + tape.gradient(loss, model.trainable_variables)
+
+    graph = tf.function(step).get_concrete_function(*spec).graph
+    seen, todo = set(), [t.op for t in graph.outputs]
+    while todo:  # the ops the outputs depend on
+        op = todo.pop()
+        if op.name not in seen:
+            seen.add(op.name)
+            todo.extend(t.op for t in op.inputs)
+    return sum(_op_flops(op) for op in graph.get_operations() if op.name in seen)
 
 
 @pytest.mark.parametrize("name", ["lfnl_netvlad_tiny", "lfnl_netrvlad_tiny", "efnl_netvlad_tiny",
@@ -47,6 +65,16 @@ def test_forward_flops_match_the_traced_graph(name):
 
     model = create_model(name)
     assert bench.forward_flops(model, 7) == graph_matmul_flops(model, 7) > 0
+
+
+@pytest.mark.parametrize("name", ["lfnl_netvlad_tiny", "efnl_netvlad_tiny", "soft_bof_4k_tiny"])
+def test_train_flops_match_the_traced_training_step(name):
+    """3x forward, less the gradients with respect to the input frames that autodiff never computes."""
+    from yt8m_kit.models import create_model
+
+    model = create_model(name)
+    assert bench.train_flops(model, 7) == graph_matmul_flops(model, 7, train=True)
+    assert 2 * bench.forward_flops(model, 7) < bench.train_flops(model, 7) < 3 * bench.forward_flops(model, 7)
 
 
 def test_gru_flops_scale_with_frames():

@@ -20,9 +20,10 @@ from yt8m_kit.layers import (ContextGating, FeatureSlice, FlattenL2, FrameMaskin
 from yt8m_kit.models.registry import register_model, register_variant
 
 
-# The NetVLAD family trains ~2x faster XLA-compiled at paper size (bench/RESULTS.md, quiet 2-core
-# machine, batch 16 x 300 frames: lfnl_netvlad 9.0 -> 18.3 examples/s, lfnl_netrvlad 10.1 -> 17.4,
-# efnl_netvlad 10.0 -> 15.7). Not measured yet for Soft-BoF and GRU at paper size.
+# Which models train XLA-compiled (bench/RESULTS.md, 2-core machine, paper size, 300 frames):
+# the NetVLAD family ~2x faster (batch 16: lfnl_netvlad 9.0 -> 18.3 examples/s, lfnl_netrvlad
+# 10.1 -> 17.4, efnl_netvlad 10.0 -> 15.7); Soft-BoF ~1.13x (batch 64: soft_bof_4k 13.2 -> 14.9,
+# soft_bof_8k 6.4 -> 7.3); GRU is slower compiled (batch 64: 3.07 -> 2.18), so it stays uncompiled.
 XLA_TRAIN = {"xla": True}
 
 
@@ -131,7 +132,7 @@ def _soft_bof(name, num_clusters, hidden_size, num_experts, dtype):
     return keras.Model(inputs, out, name=name)
 
 
-@register_model("frame", paper_mib=109)
+@register_model("frame", paper_mib=109, train=XLA_TRAIN)
 def soft_bof_4k(*, name, num_clusters=4096, hidden_size=1024, num_experts=2, dtype="float32"):
     """Soft-BoF-4K (M4): mean soft assignment to 4096 clusters -> BN -> hidden 1024 -> MoE 2.
 
@@ -140,7 +141,7 @@ def soft_bof_4k(*, name, num_clusters=4096, hidden_size=1024, num_experts=2, dty
     return _soft_bof(name, num_clusters, hidden_size, num_experts, dtype)
 
 
-@register_model("frame", paper_mib=143)
+@register_model("frame", paper_mib=143, train=XLA_TRAIN)
 def soft_bof_8k(*, name, num_clusters=8192, hidden_size=1024, num_experts=2, dtype="float32"):
     """Soft-BoF-8K (M5): as soft_bof_4k with 8192 clusters."""
     return _soft_bof(name, num_clusters, hidden_size, num_experts, dtype)
