@@ -7,7 +7,7 @@
 Per model (create_model(name)): train = examples/s of a jitted step (stateless_call, the trainer's
 BCE loss, jax.value_and_grad, global-norm clip 1.0, Adam 2e-4 stateless_apply) in mixed_bfloat16
 and float32; infer = videos/s with R repeats (batch*R rows per call, averaged per video) in
-bfloat16 and float32; FLOP/s from bench/run.py's forward_flops and train_flops and
+bfloat16 and float32; FLOP/s from bench/flops.py (forward_flops, train_flops) and
 utilisation over a dense matmul measured here at the same compute precision. Synthetic inputs
 (random uint8 dequantised, random num_frames, zero padding); compile untimed and reported apart;
 medians of --steps timed steps. --budget-s starts nothing new once the time left is less than the
@@ -126,21 +126,21 @@ def synthetic_batch(rows, frames, seed=0):
 
 
 @functools.lru_cache(maxsize=None)
-def _bench_run():
-    spec = importlib.util.spec_from_file_location("yt8m_bench_run", os.path.join(ROOT, "bench", "run.py"))
+def _flops_module():
+    spec = importlib.util.spec_from_file_location("yt8m_bench_flops", os.path.join(ROOT, "bench", "flops.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def count_flops(model, frames):
-    """bench/run.py's analytic counts (importable without TensorFlow): (forward, training step) per
+    """bench/flops.py's analytic counts (no TensorFlow import): (forward, training step) per
     video, or (None, None) if that changes."""
     try:
-        run = _bench_run()
+        run = _flops_module()
         return int(run.forward_flops(model, frames)), int(run.train_flops(model, frames))
     except ImportError as e:
-        log(f"warning: FLOPs not counted: bench/run.py does not import without TensorFlow ({e})")
+        log(f"warning: FLOPs not counted: bench/flops.py does not import ({e})")
         return None, None
 
 
