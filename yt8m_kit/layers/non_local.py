@@ -5,7 +5,8 @@ v is (B, K, D), theta/phi/g are linear maps D -> E and W maps E -> D. The embedd
 defaults to D/2, the non-local paper's bottleneck (Tang et al. are silent on it).
 g is really used: the authors' public code computed g and then reshaped phi in its place.
 W is not zero-initialised (unlike the non-local paper) so that theta, phi and g receive a
-gradient from the first step; the residual still keeps v's information.
+gradient from the first step; the residual still keeps v's information. phi has no bias: it would
+add theta_k . b to every score of row k, which the softmax over l ignores (no effect, no gradient).
 """
 
 import keras
@@ -38,15 +39,16 @@ class NonLocalBlock(keras.layers.Layer):
         for name in ("theta", "phi", "g"):
             setattr(self, f"{name}_kernel", self.add_weight(
                 shape=(dim, embed), initializer="glorot_uniform", name=f"{name}_kernel"))
-            setattr(self, f"{name}_bias", self.add_weight(
-                shape=(embed,), initializer="zeros", name=f"{name}_bias"))
+            if name != "phi":
+                setattr(self, f"{name}_bias", self.add_weight(
+                    shape=(embed,), initializer="zeros", name=f"{name}_bias"))
         self.out_kernel = self.add_weight(shape=(embed, dim), initializer="glorot_uniform", name="out_kernel")
         self.out_bias = self.add_weight(shape=(dim,), initializer="zeros", name="out_bias")
 
     def call(self, inputs):
         v = inputs  # (B, K, D)
         theta = ops.matmul(v, self.theta_kernel) + self.theta_bias  # (B, K, E)
-        phi = ops.matmul(v, self.phi_kernel) + self.phi_bias  # (B, K, E)
+        phi = ops.matmul(v, self.phi_kernel)  # (B, K, E)
         g = ops.matmul(v, self.g_kernel) + self.g_bias  # (B, K, E)
         attention = softmax32(ops.einsum("bke,ble->bkl", theta, phi))  # (B, K, K), rows sum to 1
         y = ops.einsum("bkl,ble->bke", attention, g)  # (B, K, E)

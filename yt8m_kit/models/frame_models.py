@@ -127,7 +127,9 @@ def _soft_bof(name, num_clusters, hidden_size, num_experts, dtype):
     inputs = frame_inputs()
     frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
     bof = SoftBoF(num_clusters, dtype=dtype, name="soft_bof")([frames, mask])  # (B, K), sums to 1
-    bof = keras.layers.BatchNormalization(dtype=dtype, name="bof_bn")(bof)  # video-level: rescales 1/K
+    # Video-level BN rescales the 1/K-sized histogram; no shift (center=False): the hidden layer's own
+    # batch norm removes any constant shift of its input, so a beta here would get no gradient.
+    bof = keras.layers.BatchNormalization(center=hidden_size == 0, dtype=dtype, name="bof_bn")(bof)
     out = classifier(bof, dtype, hidden_size, False, num_experts, False, None)
     return keras.Model(inputs, out, name=name)
 
