@@ -134,14 +134,9 @@ def _flops_module():
 
 
 def count_flops(model, frames):
-    """bench/flops.py's analytic counts (no TensorFlow import): (forward, training step) per
-    video, or (None, None) if that changes."""
-    try:
-        run = _flops_module()
-        return int(run.forward_flops(model, frames)), int(run.train_flops(model, frames))
-    except ImportError as e:
-        log(f"warning: FLOPs not counted: bench/flops.py does not import ({e})")
-        return None, None
+    """bench/flops.py's analytic counts (no TensorFlow import): (forward, training step) per video."""
+    flops = _flops_module()
+    return int(flops.forward_flops(model, frames)), int(flops.train_flops(model, frames))
 
 
 # ---------------------------------------------------------------- timing
@@ -223,14 +218,14 @@ def measure(name, kind, precision, s, data, peaks):
         def run():
             return step(trainable, non_trainable, inputs)
 
-        work, flop_per_item, unit = s["batch"], None if fwd is None else s["repeats"] * fwd, "videos_per_s"
+        work, flop_per_item, unit = s["batch"], s["repeats"] * fwd, "videos_per_s"
     compile_s, times = timed(run, s["steps"])
     rate = stats([work / t for t in times])
     peak = peaks[PEAK_DTYPE[precision]]["max"]
     out.update({unit: rate, "step_s": stats(times), "compile_s": compile_s,
                 "flops_per_item": flop_per_item,
-                "flops_per_s": None if fwd is None else rate["median"] * flop_per_item,
-                "utilisation": None if fwd is None else rate["median"] * flop_per_item / peak})
+                "flops_per_s": rate["median"] * flop_per_item,
+                "utilisation": rate["median"] * flop_per_item / peak})
     del model, step, run
     keras.backend.clear_session()
     gc.collect()
@@ -287,8 +282,8 @@ def run_benchmark(s, budget_s, out_path=None):
             last[kind] = time.monotonic() - t0
             results[kind].setdefault(precision, {})[name] = r
             unit = "examples_per_s" if kind == "train" else "videos_per_s"
-            util = "" if r["utilisation"] is None else f", utilisation {r['utilisation']:.3f}"
-            log(f"{kind} {precision} {name}: {r[unit]['median']:.1f} {unit.replace('_per_s', '/s')}{util} "
+            log(f"{kind} {precision} {name}: {r[unit]['median']:.1f} {unit.replace('_per_s', '/s')}, "
+                f"utilisation {r['utilisation']:.3f} "
                 f"(compile {r['compile_s']:.1f} s, {last[kind]:.0f} s in all)")
             save()
     results["meta"]["complete"] = not results["meta"]["skipped"]
@@ -302,9 +297,8 @@ def table(results):
         for precision, models in results[kind].items():
             for name, r in models.items():
                 rate = r["examples_per_s" if kind == "train" else "videos_per_s"]["median"]
-                tf = "" if r["flops_per_s"] is None else f"{r['flops_per_s'] / 1e12:.2f}"
-                util = "" if r["utilisation"] is None else f"{r['utilisation']:.3f}"
-                lines.append(f"{kind:<6}{precision:<16}{name:<20}{rate:>12.1f}{tf:>10}{util:>7}{r['compile_s']:>11.1f}")
+                lines.append(f"{kind:<6}{precision:<16}{name:<20}{rate:>12.1f}{r['flops_per_s'] / 1e12:>10.2f}"
+                             f"{r['utilisation']:>7.3f}{r['compile_s']:>11.1f}")
     return "\n".join(lines)
 
 

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from yt8m_kit.errors import ConfigError, cli_main  # noqa: E402
 from yt8m_kit.fileio import atomic_open  # noqa: E402
-from flops import _layer_flops, _reads_frames, forward_flops, train_flops  # noqa: E402,F401
+from flops import forward_flops, train_flops  # noqa: E402,F401
 
 PAPER_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru")
 BENCHMARKS = ("reader", "train", "inference", "plan")
