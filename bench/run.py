@@ -8,7 +8,8 @@ Each number is the median of --runs timed runs (default 5) with min and max; the
 a traced function is never timed. Results are appended to bench/RESULTS.md (machine, load,
 date, commit) unless --no-record. FLOPs are counted analytically per layer (forward_flops:
 2 FLOPs per multiply-add of every matmul/einsum, elementwise work ignored; a training step is
-counted as 3x the forward pass). Utilisation is achieved FLOP/s over the best dense matmul
+3x the forward pass less the gradients w.r.t. the input frames, which autodiff never computes:
+bench/flops.py). Utilisation is achieved FLOP/s over the best dense matmul
 FLOP/s (matmul_peak) measured in the same run at the same precision. See bench/README.md.
 """
 
@@ -35,14 +36,16 @@ PAPER_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", 
 BENCHMARKS = ("reader", "train", "inference", "plan")
 MIB = 2**20
 # Default sizes (meaningful numbers in ~10-15 min on 2 quiet cores) and --smoke sizes (seconds).
-FULL = dict(reader_videos=1000, reader_max_frames=360, reader_batch=64, reader_samples=300,
+# reader_min_frames=120, reader_max_frames=330: lengths uniform in 120-330 frames, mean ~225, ~263 KB a
+# record, the real frame-level data's size (DESIGN.md); reader_min_frames=0 gives synth's mixed profile.
+FULL = dict(reader_videos=1000, reader_min_frames=120, reader_max_frames=330, reader_batch=64, reader_samples=300,
             train_models=PAPER_MODELS, train_batch=64, train_frames=300, train_steps=1, train_xla="registered",
             train_precision="float32",
             infer_models=PAPER_MODELS, infer_precision="float32", infer_batch=8, infer_repeats=10,
             infer_frames=300, memory_model="soft_bof_4k_tiny", memory_videos=(1000, 20000),
             memory_max_frames=30, memory_samples=30, memory_runs=1,
             plan_videos=1000, plan_budget="1GB", matmul_n=2048)
-SMOKE = dict(reader_videos=24, reader_max_frames=12, reader_batch=8, reader_samples=6,
+SMOKE = dict(reader_videos=24, reader_min_frames=0, reader_max_frames=12, reader_batch=8, reader_samples=6,
              train_models=("lfnl_netvlad_tiny", "gru_tiny"), train_batch=2, train_frames=6, train_steps=1, train_xla="registered",
              train_precision="float32",
              infer_models=("lfnl_netvlad_tiny", "soft_bof_4k_tiny"), infer_precision="float32", infer_batch=2,
@@ -114,7 +117,7 @@ def bench_reader(s, runs, work):
 
     out = os.path.join(work, "reader")
     synth.generate(out, "frame", s["reader_videos"], seed=0, shards=4, max_frames=s["reader_max_frames"],
-                   split_videos={"train": s["reader_videos"], "validate": 1, "test": 1})
+                   min_frames=s["reader_min_frames"] or None, split_videos={"train": s["reader_videos"], "validate": 1, "test": 1})
     pattern = os.path.join(out, "train*.tfrecord")
     files = data.list_files(pattern)
     n, size = s["reader_videos"], sum(os.path.getsize(f) for f in files)
@@ -152,6 +155,8 @@ def bench_reader(s, runs, work):
             "parse_only_videos_per_s": parse_r, "ratio": dec["median"] / raw_r["median"],
             "ratio_all": all_r["median"] / raw_r["median"], "ratio_parse_only": parse_r["median"] / raw_r["median"],
             "config": {"videos": n, "mean_kib_per_video": size / n / 1024, "batch": s["reader_batch"],
+                       "lengths": (f"uniform {s['reader_min_frames']}-{s['reader_max_frames']} frames"
+                                   if s["reader_min_frames"] else f"synth mixed profile, max {s['reader_max_frames']}"),
                        "frames": f"sample {s['reader_samples']} (trainer); decode_all: frames='all'"}}
 
 

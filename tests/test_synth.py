@@ -67,6 +67,18 @@ def test_lengths_labels_and_frequencies(tmp_path):
     assert counts[:50].sum() > counts[-3000:].sum()  # vocabulary (or Zipf) frequencies: head dominates
 
 
+def test_min_frames_gives_uniform_real_size_lengths(tmp_path):
+    s = synth.generate(tmp_path, "frame", 1, seed=0, shards=1, split_videos={"train": 40}, min_frames=120,
+                       max_frames=330)
+    files = s["splits"]["train"]["files"]
+    seqs = [tf.train.SequenceExample.FromString(r) for r in _records(files)]
+    lengths = np.array([len(q.feature_lists.feature_list["rgb"].feature) for q in seqs])
+    assert lengths.min() >= 120 and lengths.max() <= 330 and lengths.std() > 30
+    kib = sum(len(r) for r in _records(files)) / len(seqs) / 1024
+    assert 1.1 * lengths.mean() <= kib <= 1.2 * lengths.mean()  # ~1171 bytes a frame: ~263 KB at 225 frames
+    assert synth.main(["--out", str(tmp_path / "o"), "--level", "frame", "--videos", "2", "--min-frames", "400"]) == 2
+
+
 def test_structure_is_learnable_by_a_centroid(video_data):
     """A per-class centroid on train beats chance clearly on validate: there is signal to learn."""
     from yt8m_kit import data

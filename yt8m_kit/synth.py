@@ -15,7 +15,9 @@ The structure (why a model can learn it, and why frame-level ideas help):
   classes are audible but invisible (prototype only in the 128 audio dimensions);
 - a short "distractor" segment of a non-label class in some videos (mean pooling is fooled);
 - lengths: 10% very short (1-5 frames), 5% long (250-360), the rest log-normal (median 70),
-  all clipped to max_frames (readers keep at most 300).
+  all clipped to max_frames (readers keep at most 300); min_frames=M draws lengths uniformly
+  from M..max_frames instead (e.g. 120-330: mean ~225 frames, ~263 KB a record, the real
+  frame-level data's size; benchmarks use it).
 Everything is drawn from numpy Generators seeded by (seed, split, video index), so the same
 arguments give identical bytes, whatever the shard count.
 """
@@ -124,7 +126,9 @@ def _class_world(seed, class_ids):
     return protos, audio_only
 
 
-def _length(rng, max_frames):
+def _length(rng, max_frames, min_frames=None):
+    if min_frames is not None:
+        return int(rng.integers(min_frames, max_frames + 1))
     u = rng.random()
     if u < 0.10:
         n = rng.integers(1, 6)
@@ -168,7 +172,7 @@ def _make_ids(seed, total):
 
 
 def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=DEFAULT_VOCABULARY,
-             max_frames=360, split_videos=None, progress=False):
+             max_frames=360, split_videos=None, progress=False, min_frames=None):
     """Write train/validate/test shards to out_dir; return a summary dict (also saved as summary.json).
 
     videos: per split, unless split_videos={"train": n, "validate": m, "test": k} overrides it.
@@ -180,6 +184,8 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=DE
         raise ConfigError(f"classes must be in 1..{NUM_CLASSES}, got {classes}")
     if shards < 1 or max_frames < 1:
         raise ConfigError(f"shards ({shards}) and max_frames ({max_frames}) must be at least 1")
+    if min_frames is not None and not 1 <= min_frames <= max_frames:
+        raise ConfigError(f"min_frames must be in 1..max_frames ({max_frames}), got {min_frames}")
     counts_split = {s: int(videos) for s in SPLITS}
     counts_split.update(split_videos or {})
     if set(counts_split) != set(SPLITS) or min(counts_split.values()) < 1:
@@ -214,7 +220,7 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=DE
                 if rng.random() < 0.3 and len(class_ids) > n_labels:
                     distractor = int(rng.choice(np.setdiff1d(np.arange(len(class_ids)), pos)))
                 labels = sorted(int(class_ids[p]) for p in pos)
-                nf = _length(rng, max_frames)
+                nf = _length(rng, max_frames, min_frames)
                 q = quantize(_video(rng, nf, pos, protos, distractor))
                 written = labels if split != "test" else None
                 if split == "test":
@@ -256,10 +262,14 @@ def main(argv=None):
     p.add_argument("--vocabulary", default=None,
                    help=f"vocabulary.csv for class frequencies (default {DEFAULT_VOCABULARY}; Zipf if absent)")
     p.add_argument("--max-frames", type=int, default=360, help="longest video (default 360)")
+    p.add_argument("--min-frames", type=int, default=None,
+                   help="draw lengths uniformly from MIN..--max-frames (default: the mixed profile above; "
+                        "120 with --max-frames 330 gives the real data's ~263 KB a video)")
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     s = generate(a.out, a.level, a.videos, a.seed, shards=a.shards, classes=a.classes,
-                 vocabulary=a.vocabulary or DEFAULT_VOCABULARY, max_frames=a.max_frames, progress=True)
+                 vocabulary=a.vocabulary or DEFAULT_VOCABULARY, max_frames=a.max_frames, min_frames=a.min_frames,
+                 progress=True)
     for split, info in s["splits"].items():
         print(f"{split}: {info['videos']} videos, {info['frames']} frames, {len(info['files'])} shards")
     return 0
