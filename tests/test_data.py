@@ -210,6 +210,34 @@ def test_crc_mismatch_and_truncation_name_file_and_record(frame_data, tmp_path):
     ds = data.make_dataset(str(cut), 4, skip_bad=True)
     n = sum(len(b["id"]) for b in data.iterate(ds))
     assert n == len(offs) - 1 and ds.skip_report.count == 1 and "rest of file" in str(ds.skip_report)
+    assert ds.skip_report.records[0][:2] == (str(cut), len(offs) - 1)
+    ds = data.make_dataset(str(bad), 4, skip_bad=True)
+    assert sum(len(b["id"]) for b in data.iterate(ds)) == 5 and ds.skip_report.records[0][1] == 5
+
+
+def test_skip_bad_finds_corrupt_tails_while_reading(frame_data, tmp_path, monkeypatch):
+    """No scan before reading (a whole extra pass over the data): the bytes read are checked against
+    each file's size at its end; good files are never scanned, resume counts the readable prefixes."""
+    from yt8m_kit import records
+
+    src = data.list_files(f"{frame_data}/train*.tfrecord")
+    offs = _offsets(src[0])
+    (tmp_path / "a.tfrecord").write_bytes(open(src[0], "rb").read()[: offs[7] + 50])  # records 0..6 readable
+    (tmp_path / "b.tfrecord").write_bytes(open(src[1], "rb").read())
+    scanned = []
+    real_scan = records.scan_file
+    for module in (records, data):
+        monkeypatch.setattr(module, "scan_file", lambda f: scanned.append(f) or real_scan(f))
+    pattern = f"{tmp_path}/*.tfrecord"
+    ds = data.make_dataset(pattern, 5, skip_bad=True, epochs=2, level="frame")
+    assert scanned == []
+    ids = np.concatenate(_collect(ds)["id"]).tolist()
+    n_b = len(_offsets(src[1]))
+    assert len(ids) == 2 * (7 + n_b) and ds.skip_report.count == 1
+    assert set(scanned) == {str(tmp_path / "a.tfrecord")}
+    assert data.count_records(data.list_files(pattern), skip_bad=True) == 7 + n_b
+    resumed = data.make_dataset(pattern, 5, skip_bad=True, epochs=2, level="frame", start_example=9 + n_b)
+    assert np.concatenate(_collect(resumed)["id"]).tolist() == ids[9 + n_b:]
 
 
 def test_bad_records_named_and_skippable(tmp_path):

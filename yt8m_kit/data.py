@@ -13,7 +13,8 @@ Batches follow the README "Reader batches" contract. Choices made here:
 - Records are validated in the graph (ids, frame counts, byte lengths, label range). A bad
   record stops iteration with an InvalidArgumentError whose text names file and record;
   iterate(ds) turns it (and CRC/truncation errors) into DataError. skip_bad=True drops bad
-  records instead and counts them in ds.skip_report (a SkipReport), corrupt file tails included.
+  records instead and counts them in ds.skip_report (a SkipReport), corrupt file tails included
+  (found while reading, not by an extra pass; see records.record_blocks).
 - start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
   run sees exactly the stream it would have seen; whole epochs are skipped by count, not read.
 Raw record streaming and format detection live in yt8m_kit.records, sampling in yt8m_kit.sampling
@@ -187,20 +188,13 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
     if level is not None and level != info.level:
         raise ConfigError(f"{files[0]} holds {info.level}-level records but level={level!r} was asked for")
     report, files_t = SkipReport(), tf.constant(files)
-    take = None
-    if skip_bad:  # find corrupt tails once; read only the good prefix of those files
-        take = []
-        for f in files:
-            n, err = scan_file(f)
-            take.append(n if err else -1)
-            if err:
-                report.add(f, n, f"unreadable from here on, rest of file skipped ({err})")
     first_epoch = 0
     if start_example and epochs != 1:  # start at the right epoch instead of reading all the earlier ones
-        per_epoch = count_records(files, take)
+        per_epoch = count_records(files, skip_bad=skip_bad)
         first_epoch, start_example = divmod(start_example, per_epoch) if per_epoch else (0, start_example)
     raw = record_blocks(files, shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
-                   num_parallel_reads=num_parallel_reads, take=take, first_epoch=first_epoch)
+                        num_parallel_reads=num_parallel_reads, report=report if skip_bad else None,
+                        first_epoch=first_epoch)
     raw = skip_records(raw, start_example)
     if skip_bad:
         def log_bad(f, r, why):

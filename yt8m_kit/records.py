@@ -7,9 +7,11 @@ order independent of the batch size.
 """
 
 import glob
+import os
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 import tensorflow as tf
 
 from yt8m_kit import NUM_CLASSES, NUM_CLASSES_2017
@@ -108,36 +110,64 @@ def scan_file(path):
 BLOCK = 64
 
 
-def count_records(files, take=None):
-    """Records per epoch: the sum over files of take[i] when >= 0, else the file's record count."""
+def count_records(files, skip_bad=False):
+    """Records per epoch over files; skip_bad=True counts only each file's readable prefix (what
+    record_blocks(report=...) reads) instead of raising at a corrupt record."""
     total = 0
-    for i, f in enumerate(files):
-        if take is not None and take[i] >= 0:
-            total += int(take[i])
-        else:
-            total += int(tf.data.TFRecordDataset(f).batch(4096).reduce(
-                tf.constant(0, tf.int64), lambda n, b: n + tf.shape(b, tf.int64)[0]).numpy())
+    for f in files:
+        ds = tf.data.TFRecordDataset(f)
+        ds = ds.ignore_errors() if skip_bad else ds
+        total += int(ds.batch(4096).reduce(tf.constant(0, tf.int64), lambda n, b: n + tf.shape(b, tf.int64)[0]).numpy())
     return total
 
 
-def record_blocks(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, take=None, first_epoch=0):
+_FRAMING = 16  # bytes around each TFRecord payload: length (8), length CRC (4), payload CRC (4)
+
+
+def record_blocks(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, report=None, first_epoch=0):
     """Blocks of records: (serialized (n,), file_index (n,), record_index (n,), epoch (n,)), n <= BLOCK.
 
     The order depends only on (files, seed, epoch); epochs run first_epoch, first_epoch+1, ... and each
     epoch's order is independent of the ones before it (so a resumed run can start at any epoch).
+    report (a SkipReport): a corrupt record or truncated tail ends its file instead of raising, and is
+    added to report when the file's end is reached. No extra pass: the bytes read (payloads plus
+    16 bytes of framing each) are compared with the file's size, and only a short file is scanned
+    again for the error text.
     """
     files_t = tf.constant(files)
-    take_t = tf.constant(take if take is not None else [-1] * len(files), tf.int64)
     cycle = max(1, min(num_parallel_reads or 16, len(files)))
 
+    def check_end(i, records, nbytes):
+        f = files[int(i)]
+        if int(nbytes) != os.path.getsize(f):
+            _, err = scan_file(f)
+            report.add(f, int(records), f"unreadable from here on, rest of file skipped ({err or 'size changed'})")
+        return np.int64(0)
+
     def one_file(i, epoch):
-        blocks = tf.data.TFRecordDataset(tf.gather(files_t, i)).take(tf.gather(take_t, i)).batch(BLOCK)
+        records = tf.data.TFRecordDataset(tf.gather(files_t, i))
+        blocks = (records.ignore_errors() if report is not None else records).batch(BLOCK)
 
         def tag(b, s):
             n = tf.shape(s, tf.int64)[0]
             return (s, tf.fill([n], tf.cast(i, tf.int32)), b * BLOCK + tf.range(n), tf.fill([n], epoch))
 
-        return blocks.enumerate().map(tag)
+        tagged = blocks.enumerate().map(tag)
+        if report is None:
+            return tagged
+
+        def account(state, block):  # running (records, bytes); the empty end marker checks the file's size
+            n = tf.shape(block[0], tf.int64)[0]
+            state = (state[0] + n, state[1] + tf.reduce_sum(tf.cast(tf.strings.length(block[0]), tf.int64)) + _FRAMING * n)
+            done = tf.cond(n > 0, lambda: tf.constant(0, tf.int64),
+                           lambda: tf.py_function(check_end, [i, state[0], state[1]], tf.int64))
+            with tf.control_dependencies([done]):
+                return state, tuple(tf.identity(x) for x in block)
+
+        end = tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), tf.zeros([0], tf.int32),
+                                            tf.zeros([0], tf.int64), tf.zeros([0], tf.int64)))
+        zero = tf.constant(0, tf.int64)
+        return tagged.concatenate(end).scan((zero, zero), account).filter(lambda s, *rest: tf.shape(s)[0] > 0)
 
     def one_epoch(epoch):
         order = tf.range(len(files), dtype=tf.int64)
