@@ -133,3 +133,21 @@ def test_bad_set_is_a_clear_error(capsys):
     assert bench.main(["--smoke", "--set", "nope=1", "--no-record"]) == 2
     assert "nope" in capsys.readouterr().err
     assert not os.path.exists(BENCH / "nope")
+
+
+def test_reader_variants_match_the_reader_and_reject_irregular_layouts(tmp_path, capsys):
+    import reader_variants
+    from yt8m_kit import synth
+
+    reader_variants.main(["--videos", "12", "--runs", "1"])  # asserts every variant's frames equal the reader's
+    out = capsys.readouterr().out
+    assert all(f"\n{k} " in out for k in ("raw", "stream", "reader", "reader_uint8", "wire_numpy"))
+    rng = np.random.default_rng(0)
+    good = synth.frame_example("v", [1], rng.integers(0, 256, (4, 1024), dtype=np.uint8),
+                               rng.integers(0, 256, (4, 128), dtype=np.uint8))
+    assert reader_variants.walk(good)[b"rgb"][1] == 4
+    short = synth.frame_example("v", [1], rng.integers(0, 256, (4, 1000), dtype=np.uint8),
+                                rng.integers(0, 256, (4, 128), dtype=np.uint8))
+    assert reader_variants.walk(short) is None
+    with pytest.raises(ValueError, match="record 0"):
+        reader_variants.layouts([short])
