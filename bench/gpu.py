@@ -12,225 +12,41 @@ utilisation over a dense matmul measured here at the same compute precision. Syn
 (random uint8 dequantised, random num_frames, zero padding); compile untimed and reported apart;
 medians of --steps timed steps. --budget-s starts nothing new once the time left is less than the
 last measurement of that kind took; what was measured is kept (--out is rewritten after each).
+Layout: this file (sizes, driver, CLI), bench/gpu_steps.py (the jitted step functions, synthetic
+inputs, FLOP counts), bench/gpu_timing.py (timing, matmul peak, one measurement).
 """
 
 import argparse
-import functools
-import gc
-import importlib.util
 import json
 import os
 import platform
-import random
-import statistics
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+BENCH = os.path.join(ROOT, "bench")
+for _path in (ROOT, BENCH):  # yt8m_kit, and the sibling modules below (also when loaded by file path)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
-from yt8m_kit import FEATURE_DIM, NUM_CLASSES, features  # noqa: E402
 from yt8m_kit.errors import ConfigError, cli_main  # noqa: E402
 from yt8m_kit.fileio import atomic_open  # noqa: E402
+from gpu_steps import (CLIP_NORM, LR, bce_loss, clip_by_global_norm, count_flops, initial_state,  # noqa: E402,F401
+                       make_grad_fn, make_infer_step, make_train_step, synthetic_batch)
+from gpu_timing import PEAK_DTYPE, matmul_peak, measure, stats, timed  # noqa: E402,F401
 
 PAPER_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru")
 # (kind, precision) in the order measured: what a budget cut keeps first.
 MODES = (("train", "mixed_bfloat16"), ("infer", "bfloat16"), ("train", "float32"), ("infer", "float32"))
-PEAK_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "bfloat16": "bfloat16"}
 FULL = dict(models=PAPER_MODELS, batch=64, frames=300, repeats=10, steps=10, matmul_n=8192)
 SMOKE = dict(models=("lfnl_netvlad_tiny", "gru_tiny"), batch=2, frames=6, repeats=2, steps=5, matmul_n=128)
-LR, CLIP_NORM = 2e-4, 1.0  # Tang et al.; yt8m_kit.train's defaults
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------- the step functions (pure)
-
-def bce_loss(labels, probs, eps=1e-6):
-    """yt8m_kit.train.cross_entropy averaged over the batch: (B, C) multi-hot, (B, C) probs -> ()."""
-    from keras import ops
-
-    p = ops.clip(ops.cast(probs, "float32"), eps, 1.0 - eps)
-    return ops.mean(-ops.sum(labels * ops.log(p) + (1.0 - labels) * ops.log(1.0 - p), axis=-1))
-
-
-def clip_by_global_norm(grads, clip_norm):
-    """tf.clip_by_global_norm: every gradient scaled by clip / max(global norm, clip)."""
-    from keras import ops
-
-    norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
-    scale = clip_norm / ops.maximum(norm, clip_norm)
-    return [ops.cast(g * scale, g.dtype) for g in grads]
-
-
-def make_grad_fn(model):
-    """jitted (trainable, non_trainable, inputs, labels) -> ((loss, non_trainable), grads)."""
-    import jax
-
-    def loss_fn(trainable, non_trainable, inputs, labels):
-        probs, non_trainable, losses = model.stateless_call(trainable, non_trainable, inputs, training=True,
-                                                            return_losses=True)
-        loss = bce_loss(labels, probs)
-        return (loss + sum(losses) if losses else loss), non_trainable
-
-    return jax.jit(jax.value_and_grad(loss_fn, has_aux=True))
-
-
-def make_train_step(model, optimizer, clip_norm=CLIP_NORM, donate=False):
-    """jitted (state, inputs, labels) -> (loss, state); state = initial_state(model, optimizer)."""
-    import jax
-
-    grad_fn = make_grad_fn(model)
-
-    def step(state, inputs, labels):
-        trainable, non_trainable, opt_vars = state
-        (loss, non_trainable), grads = grad_fn(trainable, non_trainable, inputs, labels)
-        grads = clip_by_global_norm(grads, clip_norm)
-        trainable, opt_vars = optimizer.stateless_apply(opt_vars, grads, trainable)
-        return loss, (trainable, non_trainable, opt_vars)
-
-    return jax.jit(step, donate_argnums=(0,) if donate else ())
-
-
-def initial_state(model, optimizer):
-    optimizer.build(model.trainable_variables)
-    return ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-            [v.value for v in optimizer.variables])
-
-
-def make_infer_step(model, repeats):
-    """jitted (trainable, non_trainable, inputs of B*R rows, video-major) -> (B, C) mean probabilities."""
-    import jax
-    from keras import ops
-
-    def infer(trainable, non_trainable, inputs):
-        probs, _ = model.stateless_call(trainable, non_trainable, inputs, training=False)
-        return ops.mean(ops.reshape(probs, (-1, repeats, probs.shape[-1])), axis=1)
-
-    return jax.jit(infer)
-
-
-def synthetic_batch(rows, frames, seed=0):
-    """{"frames" (rows, T, 1152) dequantised uint8, zero past "num_frames" (rows,)}, labels (rows, C)."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x = features.dequantize(rng.integers(0, 256, size=(rows, frames, FEATURE_DIM), dtype=np.uint8))
-    num_frames = rng.integers(1, frames + 1, size=rows).astype(np.int32)
-    x[np.arange(frames)[None, :] >= num_frames[:, None]] = 0.0
-    labels = (rng.random((rows, NUM_CLASSES)) < 3 / NUM_CLASSES).astype(np.float32)
-    return {"frames": x, "num_frames": num_frames}, labels
-
-
-@functools.lru_cache(maxsize=None)
-def _flops_module():
-    spec = importlib.util.spec_from_file_location("yt8m_bench_flops", os.path.join(ROOT, "bench", "flops.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def count_flops(model, frames):
-    """bench/flops.py's analytic counts (no TensorFlow import): (forward, training step) per video."""
-    flops = _flops_module()
-    return int(flops.forward_flops(model, frames)), int(flops.train_flops(model, frames))
-
-
-# ---------------------------------------------------------------- timing
-
-def timed(fn, steps):
-    """(compile_s, [step seconds]): one untimed call (compile), then `steps` timed ones."""
-    import jax
-
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    compile_s = time.perf_counter() - t0
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return compile_s, times
-
-
-def stats(values):
-    return {"median": float(statistics.median(values)), "min": float(min(values)), "max": float(max(values)),
-            "runs": len(values)}
-
-
-def matmul_peak(dtype, n, runs, seconds_per_run=0.1):
-    """Dense (n x n) @ (n x n) FLOP/s at `dtype`: {median, min, max, runs}; utilisation uses the max.
-
-    Each timed run chains enough matmuls to take about `seconds_per_run` (launch overhead hidden)."""
-    import jax
-    import jax.numpy as jnp
-
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
-    b = a.T + 1
-    mm = jax.jit(lambda a, b: a @ b)
-    _, once = timed(lambda: mm(a, b), 3)
-    reps = max(1, min(10_000, int(seconds_per_run / min(once))))
-
-    def chain():  # keeps only the last product alive (n = 8192 float32: 256 MiB each)
-        out = None
-        for _ in range(reps):
-            out = mm(a, b)
-        return out
-
-    _, times = timed(chain, runs)
-    return stats([reps * 2 * n**3 / t for t in times])
-
-
-def measure(name, kind, precision, s, data, peaks):
-    """One (model, kind, precision) measurement: dict of numbers."""
-    import jax
-    import keras
-
-    from yt8m_kit.models import create_model
-
-    # Same initial weights for every build, without keras.utils.set_random_seed (it imports
-    # TensorFlow when installed): Keras' global seed generator draws its seed from `random`.
-    keras.backend.clear_session()
-    random.seed(0)
-    model = create_model(name, dtype=precision)
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    fwd, train_fl = count_flops(model, s["frames"])
-    out = {"params": int(model.count_params())}
-    if kind == "train":
-        optimizer = keras.optimizers.Adam(learning_rate=LR)
-        state = [initial_state(model, optimizer)]
-        step = make_train_step(model, optimizer, donate=jax.devices()[0].platform != "cpu")
-        inputs, labels = data["train"]
-
-        def run():
-            loss, state[0] = step(state[0], inputs, labels)
-            return loss
-
-        work, flop_per_item, unit = s["batch"], train_fl, "examples_per_s"
-    else:
-        step = make_infer_step(model, s["repeats"])
-        inputs = data["infer"]
-
-        def run():
-            return step(trainable, non_trainable, inputs)
-
-        work, flop_per_item, unit = s["batch"], s["repeats"] * fwd, "videos_per_s"
-    compile_s, times = timed(run, s["steps"])
-    rate = stats([work / t for t in times])
-    peak = peaks[PEAK_DTYPE[precision]]["max"]
-    out.update({unit: rate, "step_s": stats(times), "compile_s": compile_s,
-                "flops_per_item": flop_per_item,
-                "flops_per_s": rate["median"] * flop_per_item,
-                "utilisation": rate["median"] * flop_per_item / peak})
-    del model, step, run
-    keras.backend.clear_session()
-    gc.collect()
-    return out
-
+# ---------------------------------------------------------------- driver
 
 def machine():
     import jax
