@@ -215,6 +215,22 @@ def test_crc_mismatch_and_truncation_name_file_and_record(frame_data, tmp_path):
     assert sum(len(b["id"]) for b in data.iterate(ds)) == 5 and ds.skip_report.records[0][1] == 5
 
 
+@pytest.mark.parametrize("kw", [dict(frames="sample", num_samples=7), dict(frames="all"),
+                                dict(frames="all", pad_to_max=True), dict(frames="all", drop_remainder=True)])
+def test_skip_bad_on_clean_data_gives_the_same_batches(frame_data, kw):
+    """skip_bad parses each block once and rebatches finished records: same batches, same shapes."""
+    pattern = f"{frame_data}/train*.tfrecord"
+    plain = list(data.iterate(data.make_dataset(pattern, 23, level="frame", shuffle=True, seed=4, epochs=2, **kw)))
+    ds = data.make_dataset(pattern, 23, level="frame", shuffle=True, seed=4, epochs=2, skip_bad=True, **kw)
+    skipping = list(data.iterate(ds))
+    assert len(plain) == len(skipping) > 2 and ds.skip_report.count == 0
+    for a, b in zip(plain, skipping):
+        assert set(a) == set(b)
+        for k in a:
+            assert a[k].shape == b[k].shape, k
+            np.testing.assert_array_equal(a[k].numpy(), b[k].numpy())
+
+
 def test_skip_bad_finds_corrupt_tails_while_reading(frame_data, tmp_path, monkeypatch):
     """No scan before reading (a whole extra pass over the data): the bytes read are checked against
     each file's size at its end; good files are never scanned, resume counts the readable prefixes."""

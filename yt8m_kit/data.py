@@ -196,38 +196,55 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
                         num_parallel_reads=num_parallel_reads, report=report if skip_bad else None,
                         first_epoch=first_epoch)
     raw = skip_records(raw, start_example)
+    finish = dict(frames=frames, num_samples=num_samples, seed=seed)
     if skip_bad:
-        def log_bad(f, r, why):
-            for fi, ri, w in zip(f.numpy(), r.numpy(), why.numpy()):
-                report.add(files[fi], int(ri), w.decode())
-            return np.int64(0)
+        ds = _good_records(raw, info, files, report, require_labels=require_labels, **finish,
+                           pad_to_max=pad_to_max or (info.level == "frame" and frames == "all"))
+        ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
+        if info.level == "frame" and frames == "all" and not pad_to_max:  # T back to the batch's longest video
+            ds = ds.map(lambda b: dict(b, frames=b["frames"][:, :tf.reduce_max(b["num_frames"])]))
+        ds = ds.prefetch(tf.data.AUTOTUNE)
+    else:
+        def parse(s, f, r, e):
+            parts, reason, value = _parse(s, info, require_labels=require_labels)
+            ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
+            with tf.control_dependencies([ok]):
+                parts = tf.nest.map_structure(tf.identity, parts)
+            return _finish(parts, info, e, pad_to_max=pad_to_max, **finish)
 
-        def drop_bad(s, f, r, e):  # on blocks: no per-record tf.data work
-            _, reason, value = _parse(s, info, require_labels=require_labels)
-            bad = reason != ""
-            why = tf.strings.join([reason, ": ", value])
-            logged = tf.cond(tf.reduce_any(bad), lambda: tf.py_function(
-                log_bad, [tf.boolean_mask(f, bad), tf.boolean_mask(r, bad), tf.boolean_mask(why, bad)], tf.int64),
-                lambda: tf.constant(0, tf.int64))
-            with tf.control_dependencies([logged]):
-                good = tf.logical_not(bad)
-                return tuple(tf.boolean_mask(x, good) for x in (s, f, r, e))
-
-        raw = raw.map(drop_bad).filter(lambda s, *rest: tf.shape(s)[0] > 0)
-
-    def parse(s, f, r, e):
-        parts, reason, value = _parse(s, info, require_labels=require_labels)
-        ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
-        with tf.control_dependencies([ok]):
-            parts = tf.nest.map_structure(tf.identity, parts)
-        return _finish(parts, info, e, frames=frames, num_samples=num_samples, seed=seed,
-                       pad_to_max=pad_to_max)
-
-    ds = raw.rebatch(batch_size, drop_remainder=drop_remainder).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        ds = raw.rebatch(batch_size, drop_remainder=drop_remainder).map(
+            parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
     ds.yt8m_files, ds.yt8m_format, ds.skip_report = files, info, report
     return ds
 
+
+def _good_records(blocks, info, files, report, *, require_labels, **finish):
+    """skip_bad: parse each block once, log its bad records in report and drop them, finish the rest
+    into dense per-record tensors (frames padded to 300 when frames="all"), ready to rebatch."""
+    def log_bad(f, r, why):
+        for fi, ri, w in zip(f.numpy(), r.numpy(), why.numpy()):
+            report.add(files[fi], int(ri), w.decode())
+        return np.int64(0)
+
+    def parse_good(s, f, r, e):
+        parts, reason, value = _parse(s, info, require_labels=require_labels)
+        bad = reason != ""
+        why = tf.strings.join([reason, ": ", value])
+        logged = tf.cond(tf.reduce_any(bad), lambda: tf.py_function(
+            log_bad, [tf.boolean_mask(f, bad), tf.boolean_mask(r, bad), tf.boolean_mask(why, bad)], tf.int64),
+            lambda: tf.constant(0, tf.int64))
+        good = tf.logical_not(bad)
+
+        def keep(x):
+            with tf.control_dependencies([logged]):
+                return tf.ragged.boolean_mask(x, good) if isinstance(x, tf.RaggedTensor) else tf.boolean_mask(x, good)
+
+        return {k: keep(v) for k, v in parts.items()}, keep(e)
+
+    return (blocks.map(parse_good, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .filter(lambda parts, e: tf.shape(parts["id"])[0] > 0)
+            .map(lambda parts, e: _finish(parts, info, e, **finish), num_parallel_calls=tf.data.AUTOTUNE,
+                 deterministic=True))
 
 
 def _to_data_error(err, files):
