@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from yt8m_kit import MAX_FRAMES, data, synth  # noqa: E402
+from yt8m_kit import MAX_FRAMES, data, parsing, synth  # noqa: E402
 from yt8m_kit.sampling import sample_indices  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
@@ -122,11 +122,11 @@ def variants(pattern, files):
     info = data.detect_format(files)
 
     def uint8_parse(s, f, r, e):
-        parts, _, _ = data._parse(s, info, require_labels=False)
+        parts, _, _ = parsing.parse_batch(s, info, require_labels=False)
         rgb, audio = parts["rgb"], parts["audio"]
         idx = sample_indices(tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32), parts["id"], SAMPLES, 0, e)
         rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
-        return {"id": parts["id"], "frames": data._decode_frames(tf.gather(rgb.values, rows), tf.gather(audio.values, rows))}
+        return {"id": parts["id"], "frames": parsing.decode_frames(tf.gather(rgb.values, rows), tf.gather(audio.values, rows))}
 
     def wire(s, f, r, e):
         ctx, _, _ = tf.io.parse_sequence_example(s, context_features={"id": tf.io.RaggedFeature(tf.string)})

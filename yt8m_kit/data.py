@@ -17,149 +17,23 @@ Batches follow the README "Reader batches" contract. Choices made here:
   (found while reading, not by an extra pass; see records.record_blocks).
 - start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
   run sees exactly the stream it would have seen; whole epochs are skipped by count, not read.
-Raw record streaming and format detection live in yt8m_kit.records, sampling in yt8m_kit.sampling
-(both re-exported here).
+Raw record streaming and format detection live in yt8m_kit.records, parsing, checks and decoding
+of a batch of records in yt8m_kit.parsing, sampling in yt8m_kit.sampling (re-exported here).
 """
 
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import AUDIO_DIM, MAX_FRAMES, RGB_DIM, features
+from yt8m_kit import features
 from yt8m_kit.errors import ConfigError, DataError
+from yt8m_kit.parsing import dequantize, finish_batch, parse_batch  # noqa: F401
 from yt8m_kit.records import (FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
                               record_blocks, scan_file, skip_records)
 from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 
-
-_MIN = float(np.float32(features.OFFSET))
-
-
-def dequantize(q):
-    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512 (yt8m_kit.features).
-
-    Tensors go through tf's one-pass dequantize op (MIN_COMBINED: min + q*(max-min)/255), the same
-    float32 values as the three-op cast*scale+offset (tests compare with the numpy formula bit for bit).
-    """
-    if tf.is_tensor(q):
-        return tf.quantization.dequantize(tf.bitcast(q, tf.quint8), _MIN, _MIN + 4.0, mode="MIN_COMBINED")
-    return features.dequantize(q)
-
-
 quantize = features.quantize
-
-
-# ---------------------------------------------------------------- parsing and checks (on batches)
-
-def _ragged_bad(ragged_strings, expected):
-    """Per row, the first byte length that is not `expected`, or -1."""
-    lengths = tf.ragged.map_flat_values(tf.strings.length, ragged_strings)
-    bad = tf.ragged.map_flat_values(lambda n: tf.where(n != expected, n, -1), lengths)
-    return tf.maximum(tf.reduce_max(bad, axis=1), -1)
-
-
-def _first(conds_reasons_values, batch):
-    """Per row, the reason/value of the first failing check (empty reason when all pass)."""
-    reason, value = tf.fill([batch], ""), tf.fill([batch], "")
-    for cond, text, val in reversed(conds_reasons_values):
-        reason = tf.where(cond, text, reason)
-        value = tf.where(cond, tf.strings.as_string(val) if val.dtype != tf.string else val, value)
-    return reason, value
-
-
-def _one_per_frame(rt):
-    """(B, T, values) ragged bytes -> (B, T) ragged: one string per frame (several are joined, so
-    their length flags the frame as bad; none gives "", length 0)."""
-    per_frame = rt.values  # (frames, values)
-    flat = tf.cond(tf.reduce_all(per_frame.row_lengths() == 1), lambda: per_frame.flat_values,
-                   lambda: tf.strings.reduce_join(per_frame, axis=1))
-    return tf.RaggedTensor.from_row_splits(flat, rt.row_splits, validate=False)
-
-
-def _parse(serialized, info, *, require_labels):
-    """Parse a batch of serialized records: (parts dict, reason (B,), value (B,))."""
-    B = tf.shape(serialized)[0]
-    ctx = {info.id_key: tf.io.RaggedFeature(tf.string), "labels": tf.io.RaggedFeature(tf.int64)}
-    if info.level == "frame":
-        seq = {"rgb": tf.io.RaggedFeature(tf.string), "audio": tf.io.RaggedFeature(tf.string)}
-        c, s, _ = tf.io.parse_sequence_example(serialized, context_features=ctx, sequence_features=seq)
-        parts = {"rgb": _one_per_frame(s["rgb"]), "audio": _one_per_frame(s["audio"])}
-    else:
-        feats = dict(ctx, mean_rgb=tf.io.RaggedFeature(tf.float32), mean_audio=tf.io.RaggedFeature(tf.float32))
-        c = tf.io.parse_example(serialized, feats)
-        parts = {"mean_rgb": c["mean_rgb"], "mean_audio": c["mean_audio"]}
-    ids, labels = c[info.id_key], c["labels"]
-    n_ids = ids.row_lengths()
-    parts["id"] = tf.where(n_ids > 0, ids.to_tensor("", shape=[None, 1])[:, 0], "")
-    bad_label = tf.reduce_max(tf.ragged.map_flat_values(
-        lambda v: tf.where((v < 0) | (v >= info.num_classes), v, -1), labels), axis=1)
-    checks = [(n_ids != 1, f"has this many values under key '{info.id_key}' (expected 1; a 2017 file? "
-               "see allow_2017)", n_ids)]
-    if info.level == "frame":
-        n_rgb, n_audio = parts["rgb"].row_lengths(), parts["audio"].row_lengths()
-        checks += [(n_rgb == 0, "frame-level video has 0 frames", n_rgb),
-                   (n_rgb != n_audio, "rgb and audio frame counts differ; audio frames", n_audio)]
-        bad_rgb, bad_audio = _ragged_bad(parts["rgb"], RGB_DIM), _ragged_bad(parts["audio"], AUDIO_DIM)
-        checks += [(bad_rgb >= 0, f"rgb frame has the wrong byte length (expected {RGB_DIM})", bad_rgb),
-                   (bad_audio >= 0, f"audio frame has the wrong byte length (expected {AUDIO_DIM})", bad_audio)]
-    else:
-        for key, dim in (("mean_rgb", RGB_DIM), ("mean_audio", AUDIO_DIM)):
-            n = parts[key].row_lengths()
-            checks.append((n != dim, f"{key} has the wrong number of floats (expected {dim})", n))
-    checks.append((bad_label >= 0, f"label out of range 0..{info.num_classes - 1}", bad_label))
-    if require_labels:
-        checks.append((labels.row_lengths() == 0, "has no labels in a labelled set (require_labels=False "
-                       "for test data)", labels.row_lengths()))
-    reason, value = _first(checks, B)
-    valid = (labels.flat_values >= 0) & (labels.flat_values < info.num_classes)
-    idx = tf.stack([tf.cast(labels.value_rowids(), tf.int64), tf.clip_by_value(labels.flat_values, 0, info.num_classes - 1)], 1)
-    multi_hot = tf.scatter_nd(idx, tf.cast(valid, tf.float32), tf.stack([tf.cast(B, tf.int64), info.num_classes]))
-    parts["labels"] = tf.minimum(multi_hot, 1.0)
-    return parts, reason, value
-
-
-def _decode_frames(rgb, audio):
-    """Raw rgb/audio frame strings (any shape S) -> (S..., 1152) uint8, rgb then audio."""
-    return tf.concat([tf.io.decode_raw(rgb, tf.uint8, fixed_length=RGB_DIM),
-                      tf.io.decode_raw(audio, tf.uint8, fixed_length=AUDIO_DIM)], axis=-1)
-
-
-def _gather_frames(flat_rgb, flat_audio, rows):
-    """Frames at flat indices rows (B, K) -> (B, K, 1152) float32. Decodes and dequantises each real
-    frame once, then gathers float rows, when there are fewer real frames than samples (short videos,
-    many samples: dequantising is the costly part); else gathers the K strings per video first (long
-    videos, few samples). The same values either way."""
-    def decode_then_gather():
-        return tf.gather(dequantize(_decode_frames(flat_rgb, flat_audio)), rows)
-
-    def gather_then_decode():
-        return dequantize(_decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows)))
-
-    return tf.cond(tf.size(flat_rgb) <= tf.size(rows), decode_then_gather, gather_then_decode)
-
-
-def _finish(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
-    """Dense batch dict of the README contract from parsed parts."""
-    if info.level == "video":
-        feats = tf.concat([parts["mean_rgb"].to_tensor(shape=[None, RGB_DIM]),
-                           parts["mean_audio"].to_tensor(shape=[None, AUDIO_DIM])], axis=1)
-        return {"id": parts["id"], "features": feats, "labels": parts["labels"]}
-    # Decode only real frames (flat (N,) strings), never the padding: ~3x less work than dense decoding.
-    rgb, audio = parts["rgb"], parts["audio"]
-    if frames == "sample":  # index the flat strings directly: no copy of the (B, <=300) ragged slice
-        num_frames = tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32)
-        idx = sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
-        rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
-        x = _gather_frames(rgb.values, audio.values, rows)  # (B, K, 1152)
-        num_frames = tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
-    else:
-        rgb, audio = rgb[:, :MAX_FRAMES], audio[:, :MAX_FRAMES]
-        num_frames = tf.cast(rgb.row_lengths(), tf.int32)
-        x = tf.RaggedTensor.from_row_splits(dequantize(_decode_frames(rgb.values, audio.values)), rgb.row_splits,
-                                            validate=False)
-        x = x.to_tensor(0.0, shape=[None, MAX_FRAMES, None] if pad_to_max else None)  # (B, T, 1152), zero padded
-    return {"id": parts["id"], "frames": x, "num_frames": num_frames, "labels": parts["labels"]}
 
 
 def _error_text(files_t, file_idx, rec_idx, reason, value):
@@ -206,11 +80,11 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
         ds = ds.prefetch(tf.data.AUTOTUNE)
     else:
         def parse(s, f, r, e):
-            parts, reason, value = _parse(s, info, require_labels=require_labels)
+            parts, reason, value = parse_batch(s, info, require_labels=require_labels)
             ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
             with tf.control_dependencies([ok]):
                 parts = tf.nest.map_structure(tf.identity, parts)
-            return _finish(parts, info, e, pad_to_max=pad_to_max, **finish)
+            return finish_batch(parts, info, e, pad_to_max=pad_to_max, **finish)
 
         ds = raw.rebatch(batch_size, drop_remainder=drop_remainder).map(
             parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
@@ -227,7 +101,7 @@ def _good_records(blocks, info, files, report, *, require_labels, **finish):
         return np.int64(0)
 
     def parse_good(s, f, r, e):
-        parts, reason, value = _parse(s, info, require_labels=require_labels)
+        parts, reason, value = parse_batch(s, info, require_labels=require_labels)
         bad = reason != ""
         why = tf.strings.join([reason, ": ", value])
         logged = tf.cond(tf.reduce_any(bad), lambda: tf.py_function(
@@ -243,7 +117,7 @@ def _good_records(blocks, info, files, report, *, require_labels, **finish):
 
     return (blocks.map(parse_good, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .filter(lambda parts, e: tf.shape(parts["id"])[0] > 0)
-            .map(lambda parts, e: _finish(parts, info, e, **finish), num_parallel_calls=tf.data.AUTOTUNE,
+            .map(lambda parts, e: finish_batch(parts, info, e, **finish), num_parallel_calls=tf.data.AUTOTUNE,
                  deterministic=True))
 
 

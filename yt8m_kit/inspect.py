@@ -23,7 +23,7 @@ def inspect_files(pattern, progress=False):
     import numpy as np
     import tensorflow as tf
 
-    from yt8m_kit import data
+    from yt8m_kit import data, parsing
 
     files = data.list_files(pattern)
     info = data.detect_format(files, allow_2017=True)
@@ -39,7 +39,7 @@ def inspect_files(pattern, progress=False):
         if err:
             corrupt.append({"file": f, "record": count, "error": f"unreadable (CRC or truncation): {err}"})
         ds = tf.data.TFRecordDataset(f).take(count).batch(512).map(
-            lambda s: data._parse(s, info, require_labels=False))
+            lambda s: parsing.parse_batch(s, info, require_labels=False))
         f_frames, record = 0, 0
         try:
             for parts, reason, value in ds:
