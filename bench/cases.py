@@ -130,7 +130,8 @@ def bench_inference(s, runs, peaks, work):
     log(f"inference: ensemble of {len(specs)} ({precision}), {batch} videos x {repeats} repeats x {frames} frames")
     model = ensemble.build_ensemble(specs)
     flops = sum(forward_flops(layer.member(), frames) for layer in ensemble.ensemble_members(model))
-    step = predict.make_step(model, model_level_="frame", data_level="frame", repeats=repeats, seed=0,
+    xla = predict.registered_xla(model) if s["infer_xla"] == "registered" else s["infer_xla"] in ("1", "true", "yes")
+    step = predict.make_step(model, xla=xla, model_level_="frame", data_level="frame", repeats=repeats, seed=0,
                              num_samples=frames, all_frames=False)
     import tensorflow as tf
 
@@ -141,7 +142,7 @@ def bench_inference(s, runs, peaks, work):
     out = {"videos_per_s": videos, "flops_per_s": videos["median"] * video_flops,
            "utilisation": videos["median"] * video_flops / peak, "flops_per_video": video_flops,
            "config": {"members": list(s["infer_models"]), "precision": precision, "batch": batch,
-                      "repeats": repeats, "frames": frames, "peak_flops_per_s": peak}}
+                      "repeats": repeats, "frames": frames, "peak_flops_per_s": peak, "xla": xla}}
     del model, step
     keras.backend.clear_session()
     gc.collect()

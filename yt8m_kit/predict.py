@@ -13,6 +13,10 @@ Used by evaluation (`python -m yt8m_kit.evaluate --checkpoint`), the planner and
 - Always inference mode (training=False), streaming with a fixed batch size, so memory is
   bounded by about batch_size * repeats * num_samples * 1152 * 4 bytes of frames
   (32 * 10 * 300 frames: ~440 MB) whatever the number of videos.
+- XLA: xla=None compiles the model call when the model is registered for it (infer={"xla": True},
+  Soft-BoF: 1.57x here), or, for an ensemble, when any member is (registered_xla); True/False force
+  it. Batches have fixed shapes (300 frames, or R*B x num_samples rows), so it compiles once, plus
+  once for a short last batch. Scores match the uncompiled step to ~1e-7.
 - Sharding: shard=(i, n) keeps the files i, i+n, i+2n, ... of the sorted file list
   (data.list_files). Deterministic, costs nothing (no record is read twice), and the
   Kaggle test set has thousands of shards; n may not exceed the number of files.
@@ -97,8 +101,26 @@ def masked_mean(frames, num_frames):
 _STEPS = weakref.WeakKeyDictionary()
 
 
-def make_step(model, **config):
-    """A cached tf.function: one reader batch -> (B, C) float32 scores, in inference mode."""
+def registered_xla(model):
+    """Whether inference compiles `model` by default: its registered infer={"xla": ...} setting;
+    an ensemble when any member's is True; False for a model that is not a registered name."""
+    from yt8m_kit.ensemble import ensemble_members
+    from yt8m_kit.models import model_info
+
+    names = [m.model_name for m in ensemble_members(model)] or [model.name]
+    found = False
+    for name in names:
+        try:
+            found = found or bool(model_info(name)["infer"].get("xla", False))
+        except ConfigError:  # a model built outside the registry: leave it uncompiled
+            pass
+    return found
+
+
+def make_step(model, xla=None, **config):
+    """A cached tf.function: one reader batch -> (B, C) float32 scores, in inference mode.
+    xla: compile the model call (frame-level models); None: registered_xla(model)."""
+    config["xla"] = registered_xla(model) if xla is None else bool(xla)
     per_model = _STEPS.setdefault(model, {})
     key = tuple(sorted(config.items()))
     if key not in per_model:
@@ -106,13 +128,15 @@ def make_step(model, **config):
     return per_model[key]
 
 
-def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, all_frames):
+def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, all_frames, xla):
     from yt8m_kit import data as data_lib
 
     model_ref = weakref.ref(model)  # a strong reference would keep the model's cache entry alive
 
     def run(inputs):
         return tf.cast(model_ref()(inputs, training=False), tf.float32)
+
+    run_frames = tf.function(run, jit_compile=True) if xla else run  # sampling (string hashing) stays outside
 
     frames_spec = tf.TensorSpec([None, None, None], tf.float32)  # (B, T, D): T varies per batch
     count_spec = tf.TensorSpec([None], tf.int32)
@@ -127,7 +151,7 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
 
     @tf.function(input_signature=[frames_spec, count_spec])
     def all_frames_step(frames, num_frames):
-        return run({"frames": frames, "num_frames": num_frames})
+        return run_frames({"frames": frames, "num_frames": num_frames})
 
     @tf.function(input_signature=[frames_spec, count_spec, tf.TensorSpec([None], tf.string)])
     def repeats_step(frames, num_frames, ids):
@@ -138,7 +162,7 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
                                           tf.fill([b], tf.constant(r, tf.int32)))
             sampled.append(f)
             counts.append(tf.cast(n, tf.int32))
-        scores = run({"frames": tf.concat(sampled, 0), "num_frames": tf.concat(counts, 0)})  # (R*B, C)
+        scores = run_frames({"frames": tf.concat(sampled, 0), "num_frames": tf.concat(counts, 0)})  # (R*B, C)
         return tf.reduce_mean(tf.reshape(scores, [repeats, b, -1]), axis=0)  # (B, C)
 
     if model_level_ == "video" and data_level == "video":
@@ -152,7 +176,7 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
 
 def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
                     all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, allow_2017=False,
-                    skip_bad=False, skip_reports=None):
+                    skip_bad=False, skip_reports=None, xla=None):
     """Yield (ids np.ndarray[str] (B,), scores float32 (B, 3862), labels float32 (B, C)).
 
     repeats: R seeded frame sub-samples per video, averaged (frame-level models only; see
@@ -161,6 +185,7 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
     scores, whatever the batch order. allow_2017: read 2017 files (key 'video_id'; labels then
     have C = 4716 columns). skip_bad: leave out bad records instead of raising DataError; the
     reader's SkipReport is appended to the list `skip_reports` (when given) before the first batch.
+    xla: compile the model call (None: registered_xla(model)).
     """
     from yt8m_kit import data as data_lib
 
@@ -177,7 +202,7 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
     if level == "frame" and data_level == "video":
         raise ConfigError(f"model {model.name!r} is frame level but {pattern} holds video-level "
                           "records: give it frame-level data, or use a video-level model")
-    step = make_step(model, model_level_=level, data_level=data_level, repeats=repeats, seed=seed,
+    step = make_step(model, xla=xla, model_level_=level, data_level=data_level, repeats=repeats, seed=seed,
                      num_samples=num_samples, all_frames=all_frames)
     # Bounded memory whatever the test set's size: one frame count (300) for every batch (a
     # new shape per batch grew the peak RSS with the number of batches: +12% from 1,000 to
