@@ -130,7 +130,7 @@ def bench_inference(s, runs, peaks, work):
     log(f"inference: ensemble of {len(specs)} ({precision}), {batch} videos x {repeats} repeats x {frames} frames")
     model = ensemble.build_ensemble(specs)
     flops = sum(forward_flops(layer.member(), frames) for layer in ensemble.ensemble_members(model))
-    xla = predict.registered_xla(model) if s["infer_xla"] == "registered" else s["infer_xla"] in ("1", "true", "yes")
+    xla = s["infer_xla"]
     step = predict.make_step(model, xla=xla, model_level_="frame", data_level="frame", repeats=repeats, seed=0,
                              num_samples=frames, all_frames=False)
     import tensorflow as tf

@@ -44,7 +44,7 @@ def make_checkpoint(run_dir, model):
     return run_dir
 
 
-def measure(run_dir, pattern, output, *, repeats, batch_size, num_samples, poll_s=0.05):
+def measure(run_dir, pattern, output, *, repeats, batch_size, num_samples, poll_s=0.05, extra=()):
     """Run inference.py in a fresh process -> (peak RSS bytes, wall seconds).
 
     Reads the child's VmHWM from /proc while it runs: the ru_maxrss that os.wait4 reports
@@ -52,7 +52,7 @@ def measure(run_dir, pattern, output, *, repeats, batch_size, num_samples, poll_
     would report the parent's floor rather than the child's peak."""
     cmd = [sys.executable, os.path.join(ROOT, "inference.py"), "--model", run_dir, "--input", pattern,
            "--repeats", str(repeats), "--batch-size", str(batch_size), "--num-samples", str(num_samples),
-           "--output", output, "--quiet"]
+           "--output", output, "--quiet", *extra]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     start, hwm = time.monotonic(), 0
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -82,6 +82,7 @@ def build_parser():
     p.add_argument("--tolerance", type=float, default=0.10, help="allowed relative spread of peak RSS")
     p.add_argument("--work", help="keep data and CSVs here (default: a temporary directory)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--xla", action="store_true", help="pass --xla to inference.py")
     return p
 
 
@@ -98,7 +99,8 @@ def main(argv=None):
                                 videos_per_shard=args.videos_per_shard, seed=n)
             gen_s = time.monotonic() - t0
             rss, wall = measure(run_dir, pattern, os.path.join(work, f"out_{n}.csv"), repeats=args.repeats,
-                                batch_size=args.batch_size, num_samples=args.num_samples)
+                                batch_size=args.batch_size, num_samples=args.num_samples,
+                                extra=["--xla"] if args.xla else [])
             rows.append({"videos": n, "peak_rss_mib": rss / 2**20, "wall_s": wall, "videos_per_s": n / wall,
                          "generate_s": gen_s})
             print(f"N={n:>7}  peak RSS {rss / 2**20:8.1f} MiB  inference {wall:7.1f} s "

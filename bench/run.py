@@ -41,14 +41,14 @@ BENCHMARKS = ("reader", "train", "inference", "plan")
 FULL = dict(reader_videos=1000, reader_min_frames=120, reader_max_frames=330, reader_batch=64, reader_samples=300,
             train_models=PAPER_MODELS, train_batch=64, train_frames=300, train_steps=1, train_xla="registered",
             train_precision="float32",
-            infer_models=PAPER_MODELS, infer_precision="float32", infer_batch=8, infer_repeats=10, infer_xla="registered",
+            infer_models=PAPER_MODELS, infer_precision="float32", infer_batch=8, infer_repeats=10, infer_xla=False,
             infer_frames=300, memory_model="soft_bof_4k_tiny", memory_videos=(1000, 20000),
             memory_max_frames=30, memory_samples=30, memory_runs=1,
             plan_videos=1000, plan_budget="1GB", matmul_n=2048)
 SMOKE = dict(reader_videos=24, reader_min_frames=0, reader_max_frames=12, reader_batch=8, reader_samples=6,
              train_models=("lfnl_netvlad_tiny", "gru_tiny"), train_batch=2, train_frames=6, train_steps=1, train_xla="registered",
              train_precision="float32",
-             infer_models=("lfnl_netvlad_tiny", "soft_bof_4k_tiny"), infer_precision="float32", infer_batch=2, infer_xla="registered",
+             infer_models=("lfnl_netvlad_tiny", "soft_bof_4k_tiny"), infer_precision="float32", infer_batch=2, infer_xla=False,
              infer_repeats=2, infer_frames=6, memory_model="soft_bof_4k_tiny", memory_videos=(8, 16),
              memory_max_frames=6, memory_samples=4, memory_runs=1,
              plan_videos=40, plan_budget="1GB", matmul_n=128)

@@ -127,13 +127,13 @@ def test_inference_2017_files(files, frame_ckpt, tmp_path, capsys):
 def test_inference_xla_switch(files, frame_ckpt, tmp_path, capsys):
     argv = ["--input", files["frame_2017"], "--allow-2017", "--dry-run", "--model", frame_ckpt, *FAST]
     rows = {}
-    for flag in ("", "--xla", "--no-xla"):
+    for flag in ("", "--xla"):
         out = tmp_path / f"x{flag}.csv"
         rc, _, err = _run(infer.main, argv + ["--output", str(out)] + ([flag] if flag else []), capsys)
         assert rc == 0, err
-        assert ("xla on" if flag == "--xla" else "xla off") in err  # a tiny model: registered uncompiled
+        assert (", xla" in err) == bool(flag)
         rows[flag] = sorted(open(out).read().splitlines())
-    assert rows[""] == rows["--no-xla"] and [r.split(",")[0] for r in rows["--xla"]] == [r.split(",")[0] for r in rows[""]]
+    assert [r.split(",")[0] for r in rows["--xla"]] == [r.split(",")[0] for r in rows[""]]
 
 
 def test_cli_help_documents_options():

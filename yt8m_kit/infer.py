@@ -102,7 +102,7 @@ def load_artifact(path):
 
 def write_predictions_csv(model, pattern, output, *, repeats, seed, batch_size=DEFAULT_BATCH_SIZE,
                           all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, progress=None,
-                          allow_2017=False, skip_bad=False, xla=None):
+                          allow_2017=False, skip_bad=False, xla=False):
     """Stream predictions into a Kaggle CSV at `output` (atomic) -> (ids, skipped).
 
     ids: a submission.IdSet of the video ids written (fingerprints: len() and validate_csv's
@@ -170,9 +170,10 @@ def build_parser():
                         "instead of stopping with an error: their videos are then ABSENT from the CSV; the "
                         "run says so loudly, with the count and the first few file/record/reason, and "
                         "exits 0. Without it a bad record stops the run and no CSV is written")
-    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
-                   help="compile the model with XLA (default: as registered: on when the ensemble has a "
-                        "Soft-BoF member, 1.57x faster for those; scores equal to ~1e-7)")
+    p.add_argument("--xla", action="store_true",
+                   help="compile the model with XLA: for the six paper models ~1.15x faster (Soft-BoF members "
+                        "1.57x) but about twice the peak memory (16.5 vs 8.1 GB at batch 32, 10 repeats); "
+                        "scores equal to ~1e-7. Lower --batch-size to trade speed for memory")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
@@ -208,16 +209,13 @@ def main(argv=None):
     if not args.quiet:
         total, exact = estimate_videos(files)
         progress = Progress(total, approx=not exact)
-    from yt8m_kit.predict import registered_xla
-
-    xla = registered_xla(model) if args.xla is None else args.xla
-    print(f"inference: {described} on {len(files)} file(s), repeats {repeats}, seed {args.seed}, "
-          f"xla {'on' if xla else 'off'}" + (f", shard {shard[0]}/{shard[1]}" if shard else ""), file=sys.stderr)
+    print(f"inference: {described} on {len(files)} file(s), repeats {repeats}, seed {args.seed}"
+          + (", xla" if args.xla else "") + (f", shard {shard[0]}/{shard[1]}" if shard else ""), file=sys.stderr)
     try:
         ids, skipped = write_predictions_csv(
             model, args.input, args.output, repeats=repeats, seed=args.seed, batch_size=args.batch_size,
             all_frames=args.all_frames, num_samples=args.num_samples, shard=shard, progress=progress,
-            allow_2017=args.allow_2017, skip_bad=args.skip_bad, xla=xla)
+            allow_2017=args.allow_2017, skip_bad=args.skip_bad, xla=args.xla)
     except DataError as e:
         from yt8m_kit.evaluate import with_skip_hint
 

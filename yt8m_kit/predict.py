@@ -13,10 +13,11 @@ Used by evaluation (`python -m yt8m_kit.evaluate --checkpoint`), the planner and
 - Always inference mode (training=False), streaming with a fixed batch size, so memory is
   bounded by about batch_size * repeats * num_samples * 1152 * 4 bytes of frames
   (32 * 10 * 300 frames: ~440 MB) whatever the number of videos.
-- XLA: xla=None compiles the model call when the model is registered for it (infer={"xla": True},
-  Soft-BoF: 1.57x here), or, for an ensemble, when any member is (registered_xla); True/False force
-  it. Batches have fixed shapes (300 frames, or R*B x num_samples rows), so it compiles once, plus
-  once for a short last batch. Scores match the uncompiled step to ~1e-7.
+- XLA: xla=True compiles the model call (one XLA graph for a whole ensemble). Batches have fixed
+  shapes (300 frames, or R*B x num_samples rows): it compiles once, plus once for a short last
+  batch. Scores match the uncompiled step to ~1e-7. Opt-in: for the six paper models, 10 repeats,
+  batch 32 on 2 cores it was ~1.15x faster but doubled peak memory (16.5 vs 8.1 GB; Soft-BoF
+  alone 1.57x faster); bench/README.md.
 - Sharding: shard=(i, n) keeps the files i, i+n, i+2n, ... of the sorted file list
   (data.list_files). Deterministic, costs nothing (no record is read twice), and the
   Kaggle test set has thousands of shards; n may not exceed the number of files.
@@ -101,26 +102,10 @@ def masked_mean(frames, num_frames):
 _STEPS = weakref.WeakKeyDictionary()
 
 
-def registered_xla(model):
-    """Whether inference compiles `model` by default: its registered infer={"xla": ...} setting;
-    an ensemble when any member's is True; False for a model that is not a registered name."""
-    from yt8m_kit.ensemble import ensemble_members
-    from yt8m_kit.models import model_info
-
-    names = [m.model_name for m in ensemble_members(model)] or [model.name]
-    found = False
-    for name in names:
-        try:
-            found = found or bool(model_info(name)["infer"].get("xla", False))
-        except ConfigError:  # a model built outside the registry: leave it uncompiled
-            pass
-    return found
-
-
-def make_step(model, xla=None, **config):
+def make_step(model, xla=False, **config):
     """A cached tf.function: one reader batch -> (B, C) float32 scores, in inference mode.
-    xla: compile the model call (frame-level models); None: registered_xla(model)."""
-    config["xla"] = registered_xla(model) if xla is None else bool(xla)
+    xla: compile the model call (frame-level models; see the module docstring)."""
+    config["xla"] = bool(xla)
     per_model = _STEPS.setdefault(model, {})
     key = tuple(sorted(config.items()))
     if key not in per_model:
@@ -176,7 +161,7 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
 
 def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
                     all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, allow_2017=False,
-                    skip_bad=False, skip_reports=None, xla=None):
+                    skip_bad=False, skip_reports=None, xla=False):
     """Yield (ids np.ndarray[str] (B,), scores float32 (B, 3862), labels float32 (B, C)).
 
     repeats: R seeded frame sub-samples per video, averaged (frame-level models only; see
@@ -185,7 +170,7 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
     scores, whatever the batch order. allow_2017: read 2017 files (key 'video_id'; labels then
     have C = 4716 columns). skip_bad: leave out bad records instead of raising DataError; the
     reader's SkipReport is appended to the list `skip_reports` (when given) before the first batch.
-    xla: compile the model call (None: registered_xla(model)).
+    xla: compile the model call (faster, about twice the peak memory; see the module docstring).
     """
     from yt8m_kit import data as data_lib
 

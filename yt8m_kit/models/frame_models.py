@@ -25,11 +25,6 @@ from yt8m_kit.models.registry import register_model, register_variant
 # 10.1 -> 17.4, efnl_netvlad 10.0 -> 15.7); Soft-BoF ~1.13x (batch 64: soft_bof_4k 13.2 -> 14.9,
 # soft_bof_8k 6.4 -> 7.3); GRU is slower compiled (batch 64: 3.07 -> 2.18), so it stays uncompiled.
 XLA_TRAIN = {"xla": True}
-# Which models infer XLA-compiled (predict's sampled-frames step; 8 videos x 10 repeats x 300 frames,
-# one process, 3 runs each, 2026-11-27): Soft-BoF 1.57x (soft_bof_4k 2.84 -> 1.81 s, soft_bof_8k
-# 5.85 -> 3.70 s); the others gain nothing (lfnl_netvlad 0.96x, lfnl_netrvlad 1.00x, efnl_netvlad
-# 0.91x, gru 0.99x), so they stay uncompiled.
-XLA_INFER = {"xla": True}
 
 
 def frame_inputs():
@@ -139,7 +134,7 @@ def _soft_bof(name, num_clusters, hidden_size, num_experts, dtype):
     return keras.Model(inputs, out, name=name)
 
 
-@register_model("frame", paper_mib=109, train=XLA_TRAIN, infer=XLA_INFER)
+@register_model("frame", paper_mib=109, train=XLA_TRAIN)
 def soft_bof_4k(*, name, num_clusters=4096, hidden_size=1024, num_experts=2, dtype="float32"):
     """Soft-BoF-4K (M4): mean soft assignment to 4096 clusters -> BN -> hidden 1024 -> MoE 2.
 
@@ -148,7 +143,7 @@ def soft_bof_4k(*, name, num_clusters=4096, hidden_size=1024, num_experts=2, dty
     return _soft_bof(name, num_clusters, hidden_size, num_experts, dtype)
 
 
-@register_model("frame", paper_mib=143, train=XLA_TRAIN, infer=XLA_INFER)
+@register_model("frame", paper_mib=143, train=XLA_TRAIN)
 def soft_bof_8k(*, name, num_clusters=8192, hidden_size=1024, num_experts=2, dtype="float32"):
     """Soft-BoF-8K (M5): as soft_bof_4k with 8192 clusters."""
     return _soft_bof(name, num_clusters, hidden_size, num_experts, dtype)
@@ -189,5 +184,4 @@ TINY_LR = {"lfnl_netvlad": 5e-3, "lfnl_netrvlad": 5e-3, "netvlad": 5e-3, "efnl_n
            "soft_bof_4k": 1e-2, "soft_bof_8k": 1e-2, "gru": 1e-2}
 for _base, _changes in TINY.items():
     register_variant(f"{_base}_tiny", _base, f"Tiny {_base} (same architecture): {_changes}",
-                     train={"lr": TINY_LR[_base], "xla": False}, infer={"xla": False},
-                     **_changes)  # compiling costs more than it saves
+                     train={"lr": TINY_LR[_base], "xla": False}, **_changes)  # compiling costs more than it saves

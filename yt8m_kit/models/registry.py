@@ -27,17 +27,14 @@ class ModelSpec:
     paper_mib: float = None  # Tang et al. Table 1 size (MiB of fp32 parameters), if any
     doc: str = ""
     train: dict = dataclasses.field(default_factory=dict)  # recommended trainer settings (lr, epochs, ...)
-    infer: dict = dataclasses.field(default_factory=dict)  # recommended inference settings (xla)
 
 
-def register_model(level, paper_mib=None, defaults=None, name=None, train=None, infer=None):
+def register_model(level, paper_mib=None, defaults=None, name=None, train=None):
     """Decorator: register `fn` under `name` (default fn.__name__).
 
     The configuration is `defaults` if given, else fn's keyword defaults. `train` holds the
     trainer settings this model was tuned with (TrainConfig keys, e.g. lr, batch_size, epochs):
     `python -m yt8m_kit.train` uses them where the command line does not say otherwise.
-    `infer` likewise for inference: {"xla": True} compiles the model's sampled-frames step
-    (yt8m_kit.predict) unless the command line says otherwise.
     """
     if level not in LEVELS:
         raise ValueError(f"model level ({level!r}) must be one of {LEVELS}")
@@ -50,22 +47,21 @@ def register_model(level, paper_mib=None, defaults=None, name=None, train=None, 
                       if p.default is not inspect.Parameter.empty}
         config.setdefault("dtype", "float32")
         add_spec(ModelSpec(name or fn.__name__, level, fn, config, paper_mib, inspect.getdoc(fn) or "",
-                           dict(train or {}), dict(infer or {})))
+                           dict(train or {})))
         return fn
 
     return wrap
 
 
-def register_variant(name, base, doc, train=None, infer=None, **changes):
+def register_variant(name, base, doc, train=None, **changes):
     """Register `name` as `base` with some defaults changed (e.g. the *_tiny variants), and
-    optionally its own trainer and inference settings (`train`, `infer`, as in register_model)."""
+    optionally its own trainer settings (`train`, as in register_model)."""
     spec = _REGISTRY[base]
     unknown = sorted(set(changes) - set(spec.defaults))
     if unknown:
         raise ValueError(f"variant {name!r} of {base!r} changes unknown keys {unknown}")
     add_spec(dataclasses.replace(spec, name=name, defaults={**spec.defaults, **changes},
-                                 paper_mib=None, doc=doc, train={**spec.train, **(train or {})},
-                                 infer={**spec.infer, **(infer or {})}))
+                                 paper_mib=None, doc=doc, train={**spec.train, **(train or {})}))
 
 
 def add_spec(spec):
@@ -118,10 +114,10 @@ def list_models(pattern=None):
 
 
 def model_info(name):
-    """{name, level, defaults, paper_mib, doc, train, infer} of a registered model (a copy; safe to mutate)."""
+    """{name, level, defaults, paper_mib, doc, train} of a registered model (a copy; safe to mutate)."""
     spec = get_spec(name)
     return {"name": spec.name, "level": spec.level, "defaults": dict(spec.defaults),
-            "paper_mib": spec.paper_mib, "doc": spec.doc, "train": dict(spec.train), "infer": dict(spec.infer)}
+            "paper_mib": spec.paper_mib, "doc": spec.doc, "train": dict(spec.train)}
 
 
 def model_inputs(model, batch):
