@@ -20,7 +20,7 @@ def bench_reader(s, runs, work):
     """Frame-level records -> model-ready batches (the trainer's reader) vs raw record reading."""
     import tensorflow as tf
 
-    from yt8m_kit import data, synth
+    from yt8m_kit import data, native, synth
 
     out = os.path.join(work, "reader")
     synth.generate(out, "frame", s["reader_videos"], seed=0, shards=4, max_frames=s["reader_max_frames"],
@@ -44,9 +44,14 @@ def bench_reader(s, runs, work):
                     lambda b, *_: tf.io.parse_sequence_example(
                         b, context_features={"id": tf.io.RaggedFeature(tf.string)}, sequence_features=spec)[1]["rgb"],
                     num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    def sample(**kw):
+        return data.make_dataset(pattern, s["reader_batch"], level="frame", frames="sample",
+                                 num_samples=s["reader_samples"], **kw)
+
     fns = {"raw": consume(raw_ds.prefetch(tf.data.AUTOTUNE)), "parse_only": consume(parse_ds),
-           "decode": consume(data.make_dataset(pattern, s["reader_batch"], level="frame", frames="sample",
-                                               num_samples=s["reader_samples"]), "frames"),
+           "decode": consume(sample(quantized=True), "frames"),  # exactly what the trainer reads
+           "decode_float32": consume(sample(), "frames"),
+           "decode_tf_parser": consume(sample(native=False), "frames"),
            "decode_all": consume(data.make_dataset(pattern, s["reader_batch"], level="frame"), "frames")}
     times = {k: [] for k in fns}
     for fn in fns.values():
@@ -57,14 +62,19 @@ def bench_reader(s, runs, work):
             fn()
             times[key].append(time.perf_counter() - t0)
     dec, raw_r, all_r = rate(n, times["decode"]), rate(n, times["raw"]), rate(n, times["decode_all"])
-    parse_r = rate(n, times["parse_only"])
+    parse_r, f32_r, tfp_r = rate(n, times["parse_only"]), rate(n, times["decode_float32"]), rate(n, times["decode_tf_parser"])
     return {"decode_videos_per_s": dec, "raw_videos_per_s": raw_r, "decode_all_videos_per_s": all_r,
+            "decode_float32_videos_per_s": f32_r, "decode_tf_parser_videos_per_s": tfp_r,
+            "ratio_float32": f32_r["median"] / raw_r["median"], "ratio_tf_parser": tfp_r["median"] / raw_r["median"],
             "parse_only_videos_per_s": parse_r, "ratio": dec["median"] / raw_r["median"],
             "ratio_all": all_r["median"] / raw_r["median"], "ratio_parse_only": parse_r["median"] / raw_r["median"],
             "config": {"videos": n, "mean_kib_per_video": size / n / 1024, "batch": s["reader_batch"],
                        "lengths": (f"uniform {s['reader_min_frames']}-{s['reader_max_frames']} frames"
                                    if s["reader_min_frames"] else f"synth mixed profile, max {s['reader_max_frames']}"),
-                       "frames": f"sample {s['reader_samples']} (trainer); decode_all: frames='all'"}}
+                       "native": native.available(),
+                       "frames": (f"decode: sample {s['reader_samples']}, uint8 (the trainer's batches, dequantised in "
+                                  "its step); decode_float32: the same dequantised; decode_tf_parser: float32 through "
+                                  "tf's parser (native=False, the fallback); decode_all: frames='all', float32")}}
 
 
 def _frame_batch(batch, frames, seed=0):

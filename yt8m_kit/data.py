@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from yt8m_kit import features
 from yt8m_kit.errors import ConfigError, DataError
-from yt8m_kit.parsing import dequantize, finish_batch, parse_batch  # noqa: F401
+from yt8m_kit.parsing import dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
 from yt8m_kit.records import (FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
                               record_blocks, scan_file, skip_records)
 from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
@@ -47,13 +47,20 @@ def _error_text(files_t, file_idx, rec_idx, reason, value):
 
 def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=300, seed=0, shuffle=False,
                  shuffle_buffer=1024, epochs=1, start_example=0, allow_2017=False, skip_bad=False,
-                 drop_remainder=False, num_parallel_reads=None, require_labels=False, pad_to_max=False):
+                 drop_remainder=False, num_parallel_reads=None, require_labels=False, pad_to_max=False,
+                 quantized=False, native=None):
     """A tf.data.Dataset of batch dicts (README "Reader batches"); see the module docstring.
+
+    quantized=True (frames="sample" only) leaves frames uint8 as stored, 4x fewer bytes to move;
+    dequantize(frames) gives the float32 batch bit for bit (the trainer does it inside its step).
+    native: use yt8m_kit.native's ops for regular records (None: when built; False: never; True: required).
 
     Attached attributes: ds.yt8m_files (list), ds.yt8m_format (FormatInfo), ds.skip_report (SkipReport).
     """
     if frames not in ("all", "sample"):
         raise ConfigError(f"frames must be 'all' or 'sample', got {frames!r}")
+    if quantized and frames != "sample":
+        raise ConfigError("quantized=True needs frames='sample' (padded rows of uint8 frames would not dequantise to 0)")
     if batch_size < 1 or num_samples < 1 or start_example < 0:
         raise ConfigError(f"batch_size ({batch_size}) and num_samples ({num_samples}) must be >= 1, "
                           f"start_example ({start_example}) >= 0")
@@ -70,21 +77,24 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
                         num_parallel_reads=num_parallel_reads, report=report if skip_bad else None,
                         first_epoch=first_epoch)
     raw = skip_records(raw, start_example)
-    finish = dict(frames=frames, num_samples=num_samples, seed=seed)
+    ops = _native_ops(native) if info.level == "frame" else None
+    finish = dict(frames=frames, num_samples=num_samples, seed=seed, quantized=quantized)
     if skip_bad:
-        ds = _good_records(raw, info, files, report, require_labels=require_labels, **finish,
+        ds = _good_records(raw, info, files, report, ops, require_labels=require_labels, **finish,
                            pad_to_max=pad_to_max or (info.level == "frame" and frames == "all"))
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
         if info.level == "frame" and frames == "all" and not pad_to_max:  # T back to the batch's longest video
             ds = ds.map(lambda b: dict(b, frames=b["frames"][:, :tf.reduce_max(b["num_frames"])]))
         ds = ds.prefetch(tf.data.AUTOTUNE)
     else:
-        def parse(s, f, r, e):
-            parts, reason, value = parse_batch(s, info, require_labels=require_labels)
+        def stop_at_bad(parts, reason, value, f, r, e):
             ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
             with tf.control_dependencies([ok]):
-                parts = tf.nest.map_structure(tf.identity, parts)
-            return finish_batch(parts, info, e, pad_to_max=pad_to_max, **finish)
+                return tf.nest.map_structure(tf.identity, parts), e
+
+        def parse(s, f, r, e):
+            return _parse_and_finish(s, f, r, e, info, ops, stop_at_bad, require_labels=require_labels,
+                                     pad_to_max=pad_to_max, **finish)[0]
 
         ds = raw.rebatch(batch_size, drop_remainder=drop_remainder).map(
             parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
@@ -92,7 +102,37 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
     return ds
 
 
-def _good_records(blocks, info, files, report, *, require_labels, **finish):
+def _native_ops(native):
+    from yt8m_kit import native as native_lib
+
+    if native is False:
+        return None
+    ops = native_lib.ops()
+    if native and ops is None:
+        raise ConfigError("native=True but the native reader ops are not available: run `python -m yt8m_kit.native`")
+    return ops
+
+
+def _parse_and_finish(s, f, r, e, info, ops, on_bad, *, require_labels, **finish):
+    """Parse a block, let on_bad(parts, reason, value, f, r, e) stop or drop bad records, finish the rest:
+    (batch dict, epoch). With native ops, blocks whose records all have the regular frame layout go the
+    native way, the others through tf's parser; both give the same batch."""
+    def with_tf():
+        parts, e2 = on_bad(*parse_batch(s, info, require_labels=require_labels), f, r, e)
+        return finish_batch(parts, info, e2, **finish), e2
+
+    if ops is None:
+        return with_tf()
+    layout = ops.yt8m_frame_layout(s)
+
+    def with_native():
+        parts, e2 = on_bad(*parse_native(ops, s, layout, info, require_labels=require_labels), f, r, e)
+        return finish_native(ops, parts, e2, **finish), e2
+
+    return tf.cond(tf.reduce_all(layout[2]), with_native, with_tf)
+
+
+def _good_records(blocks, info, files, report, ops, *, require_labels, **finish):
     """skip_bad: parse each block once, log its bad records in report and drop them, finish the rest
     into dense per-record tensors (frames padded to 300 when frames="all"), ready to rebatch."""
     def log_bad(f, r, why):
@@ -100,8 +140,7 @@ def _good_records(blocks, info, files, report, *, require_labels, **finish):
             report.add(files[fi], int(ri), w.decode())
         return np.int64(0)
 
-    def parse_good(s, f, r, e):
-        parts, reason, value = parse_batch(s, info, require_labels=require_labels)
+    def drop_bad(parts, reason, value, f, r, e):
         bad = reason != ""
         why = tf.strings.join([reason, ": ", value])
         logged = tf.cond(tf.reduce_any(bad), lambda: tf.py_function(
@@ -115,10 +154,11 @@ def _good_records(blocks, info, files, report, *, require_labels, **finish):
 
         return {k: keep(v) for k, v in parts.items()}, keep(e)
 
+    def parse_good(s, f, r, e):
+        return _parse_and_finish(s, f, r, e, info, ops, drop_bad, require_labels=require_labels, **finish)[0]
+
     return (blocks.map(parse_good, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .filter(lambda parts, e: tf.shape(parts["id"])[0] > 0)
-            .map(lambda parts, e: finish_batch(parts, info, e, **finish), num_parallel_calls=tf.data.AUTOTUNE,
-                 deterministic=True))
+            .filter(lambda b: tf.shape(b["id"])[0] > 0))
 
 
 def _to_data_error(err, files):

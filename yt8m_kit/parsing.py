@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_kit import AUDIO_DIM, MAX_FRAMES, RGB_DIM, features
-from yt8m_kit.sampling import sample_indices
+from yt8m_kit.sampling import sample_base, sample_indices
 
 _MIN = float(np.float32(features.OFFSET))
 
@@ -51,10 +51,33 @@ def _one_per_frame(rt):
     return tf.RaggedTensor.from_row_splits(flat, rt.row_splits, validate=False)
 
 
+def _context(c, info, B, *, require_labels):
+    """id (B,), multi-hot labels (B, C) and the id/label checks of parsed context features c."""
+    ids, labels = c[info.id_key], c["labels"]
+    n_ids = ids.row_lengths()
+    vid = tf.where(n_ids > 0, ids.to_tensor("", shape=[None, 1])[:, 0], "")
+    bad_label = tf.reduce_max(tf.ragged.map_flat_values(
+        lambda v: tf.where((v < 0) | (v >= info.num_classes), v, -1), labels), axis=1)
+    head = [(n_ids != 1, f"has this many values under key '{info.id_key}' (expected 1; a 2017 file? "
+             "see allow_2017)", n_ids)]
+    tail = [(bad_label >= 0, f"label out of range 0..{info.num_classes - 1}", bad_label)]
+    if require_labels:
+        tail.append((labels.row_lengths() == 0, "has no labels in a labelled set (require_labels=False "
+                     "for test data)", labels.row_lengths()))
+    valid = (labels.flat_values >= 0) & (labels.flat_values < info.num_classes)
+    idx = tf.stack([tf.cast(labels.value_rowids(), tf.int64), tf.clip_by_value(labels.flat_values, 0, info.num_classes - 1)], 1)
+    multi_hot = tf.scatter_nd(idx, tf.cast(valid, tf.float32), tf.stack([tf.cast(B, tf.int64), info.num_classes]))
+    return vid, tf.minimum(multi_hot, 1.0), head, tail
+
+
+def _context_spec(info):
+    return {info.id_key: tf.io.RaggedFeature(tf.string), "labels": tf.io.RaggedFeature(tf.int64)}
+
+
 def parse_batch(serialized, info, *, require_labels):
     """Parse a batch of serialized records: (parts dict, reason (B,), value (B,))."""
     B = tf.shape(serialized)[0]
-    ctx = {info.id_key: tf.io.RaggedFeature(tf.string), "labels": tf.io.RaggedFeature(tf.int64)}
+    ctx = _context_spec(info)
     if info.level == "frame":
         seq = {"rgb": tf.io.RaggedFeature(tf.string), "audio": tf.io.RaggedFeature(tf.string)}
         c, s, _ = tf.io.parse_sequence_example(serialized, context_features=ctx, sequence_features=seq)
@@ -63,13 +86,7 @@ def parse_batch(serialized, info, *, require_labels):
         feats = dict(ctx, mean_rgb=tf.io.RaggedFeature(tf.float32), mean_audio=tf.io.RaggedFeature(tf.float32))
         c = tf.io.parse_example(serialized, feats)
         parts = {"mean_rgb": c["mean_rgb"], "mean_audio": c["mean_audio"]}
-    ids, labels = c[info.id_key], c["labels"]
-    n_ids = ids.row_lengths()
-    parts["id"] = tf.where(n_ids > 0, ids.to_tensor("", shape=[None, 1])[:, 0], "")
-    bad_label = tf.reduce_max(tf.ragged.map_flat_values(
-        lambda v: tf.where((v < 0) | (v >= info.num_classes), v, -1), labels), axis=1)
-    checks = [(n_ids != 1, f"has this many values under key '{info.id_key}' (expected 1; a 2017 file? "
-               "see allow_2017)", n_ids)]
+    parts["id"], parts["labels"], checks, tail = _context(c, info, B, require_labels=require_labels)
     if info.level == "frame":
         n_rgb, n_audio = parts["rgb"].row_lengths(), parts["audio"].row_lengths()
         checks += [(n_rgb == 0, "frame-level video has 0 frames", n_rgb),
@@ -81,16 +98,20 @@ def parse_batch(serialized, info, *, require_labels):
         for key, dim in (("mean_rgb", RGB_DIM), ("mean_audio", AUDIO_DIM)):
             n = parts[key].row_lengths()
             checks.append((n != dim, f"{key} has the wrong number of floats (expected {dim})", n))
-    checks.append((bad_label >= 0, f"label out of range 0..{info.num_classes - 1}", bad_label))
-    if require_labels:
-        checks.append((labels.row_lengths() == 0, "has no labels in a labelled set (require_labels=False "
-                       "for test data)", labels.row_lengths()))
-    reason, value = _first(checks, B)
-    valid = (labels.flat_values >= 0) & (labels.flat_values < info.num_classes)
-    idx = tf.stack([tf.cast(labels.value_rowids(), tf.int64), tf.clip_by_value(labels.flat_values, 0, info.num_classes - 1)], 1)
-    multi_hot = tf.scatter_nd(idx, tf.cast(valid, tf.float32), tf.stack([tf.cast(B, tf.int64), info.num_classes]))
-    parts["labels"] = tf.minimum(multi_hot, 1.0)
+    reason, value = _first(checks + tail, B)
     return parts, reason, value
+
+
+def parse_native(ops, serialized, layout, info, *, require_labels):
+    """parse_batch for frame-level records whose frames have the regular layout (ops.yt8m_frame_layout
+    said so for every record): only the context goes through tf's parser (as an Example: the same
+    field number), the frame checks hold by construction. Parts: id, labels, serialized, offsets, frames."""
+    B = tf.shape(serialized)[0]
+    c = tf.io.parse_example(serialized, _context_spec(info))
+    vid, labels, head, tail = _context(c, info, B, require_labels=require_labels)
+    reason, value = _first(head + tail, B)
+    offsets, frames, _ = layout
+    return {"id": vid, "labels": labels, "serialized": serialized, "offsets": offsets, "frames": frames}, reason, value
 
 
 def decode_frames(rgb, audio):
@@ -99,11 +120,14 @@ def decode_frames(rgb, audio):
                       tf.io.decode_raw(audio, tf.uint8, fixed_length=AUDIO_DIM)], axis=-1)
 
 
-def gather_frames(flat_rgb, flat_audio, rows):
-    """Frames at flat indices rows (B, K) -> (B, K, 1152) float32. Decodes and dequantises each real
+def gather_frames(flat_rgb, flat_audio, rows, quantized=False):
+    """Frames at flat indices rows (B, K) -> (B, K, 1152) float32 (uint8 when quantized). Decodes and dequantises each real
     frame once, then gathers float rows, when there are fewer real frames than samples (short videos,
     many samples: dequantising is the costly part); else gathers the K strings per video first (long
     videos, few samples). The same values either way."""
+    if quantized:
+        return decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows))
+
     def decode_then_gather():
         return tf.gather(dequantize(decode_frames(flat_rgb, flat_audio)), rows)
 
@@ -113,8 +137,28 @@ def gather_frames(flat_rgb, flat_audio, rows):
     return tf.cond(tf.size(flat_rgb) <= tf.size(rows), decode_then_gather, gather_then_decode)
 
 
-def finish_batch(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
-    """Dense batch dict of the README contract from parsed parts."""
+def dequantize_table():
+    """(256,) float32: dequantize(q) for every byte q (native gathers look values up here)."""
+    return dequantize(np.arange(256, dtype=np.uint8))
+
+
+def finish_native(ops, parts, epoch, *, frames, num_samples, seed, pad_to_max, quantized=False):
+    """finish_batch for parse_native's parts: the native ops copy the chosen frames into the batch."""
+    n = tf.cast(tf.minimum(parts["frames"], MAX_FRAMES), tf.int32)
+    if frames == "sample":
+        rows = ops.yt8m_sample_rows(sample_base(parts["id"], seed, epoch), n, num_samples=num_samples)
+        num_frames = tf.fill(tf.shape(n), tf.constant(num_samples, tf.int32))
+    else:
+        T = MAX_FRAMES if pad_to_max else tf.reduce_max(tf.concat([n, [0]], 0))
+        t = tf.range(T, dtype=tf.int32)[None, :]
+        rows, num_frames = tf.where(t < n[:, None], t, -1), n
+    x = ops.yt8m_gather_frames(parts["serialized"], parts["offsets"], parts["frames"], rows,
+                               tf.constant(dequantize_table()), T=tf.uint8 if quantized else tf.float32)
+    return {"id": parts["id"], "frames": x, "num_frames": num_frames, "labels": parts["labels"]}
+
+
+def finish_batch(parts, info, epoch, *, frames, num_samples, seed, pad_to_max, quantized=False):
+    """Dense batch dict of the README contract from parsed parts (frames uint8 when quantized)."""
     if info.level == "video":
         feats = tf.concat([parts["mean_rgb"].to_tensor(shape=[None, RGB_DIM]),
                            parts["mean_audio"].to_tensor(shape=[None, AUDIO_DIM])], axis=1)
@@ -125,7 +169,7 @@ def finish_batch(parts, info, epoch, *, frames, num_samples, seed, pad_to_max):
         num_frames = tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32)
         idx = sample_indices(num_frames, parts["id"], num_samples, seed, epoch)  # (B, K)
         rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
-        x = gather_frames(rgb.values, audio.values, rows)  # (B, K, 1152)
+        x = gather_frames(rgb.values, audio.values, rows, quantized)  # (B, K, 1152)
         num_frames = tf.fill(tf.shape(num_frames), tf.constant(num_samples, tf.int32))
     else:
         rgb, audio = rgb[:, :MAX_FRAMES], audio[:, :MAX_FRAMES]

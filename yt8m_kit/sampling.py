@@ -11,11 +11,17 @@ def _hash32(x):
     return tf.bitwise.bitwise_xor(tf.bitwise.right_shift(x, 16), x)
 
 
-def sample_indices(num_frames, ids, num_samples, seed, repeat_index):
-    """(B, K) int32 frame indices, sorted, uniform with replacement in [0, num_frames)."""
+def sample_base(ids, seed, repeat_index):
+    """(B,) int64 in [0, 2^32): the hash of (id, seed, repeat) that sample_indices mixes per sample.
+    (yt8m_kit/native/frames.cc's Yt8mSampleRows takes it from here and does the rest in C++.)"""
     repeat = tf.broadcast_to(tf.cast(repeat_index, tf.int64), tf.shape(ids))
     key = tf.strings.join([ids, tf.strings.as_string(tf.cast(seed, tf.int64)), tf.strings.as_string(repeat)], "\x1f")
-    base = tf.strings.to_hash_bucket_fast(key, 2**32)  # (B,) Fingerprint64, stable across platforms
+    return tf.strings.to_hash_bucket_fast(key, 2**32)  # Fingerprint64, stable across platforms
+
+
+def sample_indices(num_frames, ids, num_samples, seed, repeat_index):
+    """(B, K) int32 frame indices, sorted, uniform with replacement in [0, num_frames)."""
+    base = sample_base(ids, seed, repeat_index)
     k = tf.range(num_samples, dtype=tf.int64) * 0x9E3779B9
     x = _hash32(tf.bitwise.bitwise_and(base[:, None] + k[None, :], 0xFFFFFFFF))  # (B, K)
     u = tf.cast(x, tf.float64) / 2.0**32
