@@ -35,20 +35,26 @@ def bench_reader(s, runs, work):
             assert got == n, f"read {got} of {n} videos"
         return go
 
-    raw_ds = tf.data.TFRecordDataset(files, num_parallel_reads=len(files)).batch(s["reader_batch"])
+    # Raw reading with the reader's tf.data options (autotuning off, 2 batches prefetched): 10-20% faster
+    # here than with autotuning, so the stricter reference.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    raw_ds = tf.data.TFRecordDataset(files, num_parallel_reads=len(files)).batch(s["reader_batch"]).prefetch(2)
+    raw_ds = raw_ds.with_options(options)
     # The floor under any reader built on tf's protobuf parser: parse the records (id, frame strings) and
     # nothing else, no checks, no decoding; same record stream as the reader's.
     spec = {"rgb": tf.io.RaggedFeature(tf.string), "audio": tf.io.RaggedFeature(tf.string)}
-    parse_ds = (data.record_blocks(files, shuffle=False, seed=0, epochs=1, shuffle_buffer=1, num_parallel_reads=None)
-                .rebatch(s["reader_batch"]).map(
-                    lambda b, *_: tf.io.parse_sequence_example(
+    parse_ds = (data.record_stream(files, shuffle=False, seed=0, epochs=1, shuffle_buffer=1, num_parallel_reads=None)
+                .batch(s["reader_batch"]).map(
+                    lambda _, b: tf.io.parse_sequence_example(
                         b, context_features={"id": tf.io.RaggedFeature(tf.string)}, sequence_features=spec)[1]["rgb"],
-                    num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+                    num_parallel_calls=data.PARALLEL_PARSES).prefetch(2))
+
     def sample(**kw):
         return data.make_dataset(pattern, s["reader_batch"], level="frame", frames="sample",
                                  num_samples=s["reader_samples"], **kw)
 
-    fns = {"raw": consume(raw_ds.prefetch(tf.data.AUTOTUNE)), "parse_only": consume(parse_ds),
+    fns = {"raw": consume(raw_ds), "parse_only": consume(parse_ds.with_options(options)),
            "decode": consume(sample(quantized=True), "frames"),  # exactly what the trainer reads
            "decode_float32": consume(sample(), "frames"),
            "decode_tf_parser": consume(sample(native=False), "frames"),

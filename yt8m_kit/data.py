@@ -21,17 +21,21 @@ Raw record streaming and format detection live in yt8m_kit.records, parsing, che
 of a batch of records in yt8m_kit.parsing, sampling in yt8m_kit.sampling (re-exported here).
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import features
+from yt8m_kit import FEATURE_DIM, MAX_FRAMES, features
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.parsing import dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
 from yt8m_kit.records import (FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
-                              record_blocks, scan_file, skip_records)
+                              record_blocks, record_stream, scan_file, skip_records, split_key)
 from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
+PREFETCH = 2  # batches
+PARALLEL_PARSES = min(4, max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
 
 quantize = features.quantize
 
@@ -73,31 +77,36 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
     if start_example and epochs != 1:  # start at the right epoch instead of reading all the earlier ones
         per_epoch = count_records(files, skip_bad=skip_bad)
         first_epoch, start_example = divmod(start_example, per_epoch) if per_epoch else (0, start_example)
-    raw = record_blocks(files, shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
-                        num_parallel_reads=num_parallel_reads, report=report if skip_bad else None,
-                        first_epoch=first_epoch)
-    raw = skip_records(raw, start_example)
+    stream = dict(shuffle=shuffle, seed=seed, epochs=epochs, shuffle_buffer=shuffle_buffer,
+                  num_parallel_reads=num_parallel_reads, first_epoch=first_epoch)
     ops = _native_ops(native) if info.level == "frame" else None
     finish = dict(frames=frames, num_samples=num_samples, seed=seed, quantized=quantized)
     if skip_bad:
+        raw = skip_records(record_blocks(files, report=report, **stream), start_example)
         ds = _good_records(raw, info, files, report, ops, require_labels=require_labels, **finish,
                            pad_to_max=pad_to_max or (info.level == "frame" and frames == "all"))
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
         if info.level == "frame" and frames == "all" and not pad_to_max:  # T back to the batch's longest video
             ds = ds.map(lambda b: dict(b, frames=b["frames"][:, :tf.reduce_max(b["num_frames"])]))
-        ds = ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.prefetch(PREFETCH)
     else:
         def stop_at_bad(parts, reason, value, f, r, e):
             ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
             with tf.control_dependencies([ok]):
                 return tf.nest.map_structure(tf.identity, parts), e
 
-        def parse(s, f, r, e):
-            return _parse_and_finish(s, f, r, e, info, ops, stop_at_bad, require_labels=require_labels,
+        def parse(key, s):
+            return _parse_and_finish(s, *split_key(key), info, ops, stop_at_bad, require_labels=require_labels,
                                      pad_to_max=pad_to_max, **finish)[0]
 
-        ds = raw.rebatch(batch_size, drop_remainder=drop_remainder).map(
-            parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        ds = record_stream(files, **stream).skip(start_example).batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(parse, num_parallel_calls=PARALLEL_PARSES, deterministic=True).prefetch(PREFETCH)
+    # Fixed parallelism and buffers instead of tf.data's autotuning, which on 2 cores left the reader
+    # at 0.6x of this for the first thousands of records, half the runs (bench/README.md). Downstream
+    # AUTOTUNE values then mean "one per core"; ds.with_options() can turn autotuning back on.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = ds.with_options(options)
     ds.yt8m_files, ds.yt8m_format, ds.skip_report = files, info, report
     return ds
 
@@ -117,19 +126,34 @@ def _parse_and_finish(s, f, r, e, info, ops, on_bad, *, require_labels, **finish
     """Parse a block, let on_bad(parts, reason, value, f, r, e) stop or drop bad records, finish the rest:
     (batch dict, epoch). With native ops, blocks whose records all have the regular frame layout go the
     native way, the others through tf's parser; both give the same batch."""
-    def with_tf():
+    def with_tf(s, f, r, e):
         parts, e2 = on_bad(*parse_batch(s, info, require_labels=require_labels), f, r, e)
         return finish_batch(parts, info, e2, **finish), e2
 
     if ops is None:
-        return with_tf()
+        return with_tf(s, f, r, e)
     layout = ops.yt8m_frame_layout(s)
 
-    def with_native():
+    def fast():
         parts, e2 = on_bad(*parse_native(ops, s, layout, info, require_labels=require_labels), f, r, e)
         return finish_native(ops, parts, e2, **finish), e2
 
-    return tf.cond(tf.reduce_all(layout[2]), with_native, with_tf)
+    # The tf parser's graph as a cond branch cost ~40% more CPU per batch even when never taken
+    # (bench/README.md), so irregular blocks, which real data does not have, run it eagerly instead.
+    slow_graph = tf.function(with_tf)
+    T = finish["num_samples"] if finish["frames"] == "sample" else MAX_FRAMES if finish["pad_to_max"] else None
+    like = ({"frames": tf.TensorSpec([None, T, FEATURE_DIM], tf.uint8 if finish.get("quantized") else tf.float32),
+             "id": tf.TensorSpec([None], tf.string), "labels": tf.TensorSpec([None, info.num_classes], tf.float32),
+             "num_frames": tf.TensorSpec([None], tf.int32)}, tf.TensorSpec([None], e.dtype))
+
+    def slow():
+        specs = tf.nest.flatten(like)
+        out = tf.py_function(lambda *a: tf.nest.flatten(slow_graph(*a)), [s, f, r, e], [t.dtype for t in specs])
+        for t, spec in zip(out, specs):
+            t.set_shape(spec.shape)
+        return tf.nest.pack_sequence_as(like, out)
+
+    return tf.cond(tf.reduce_all(layout[2]), fast, slow)
 
 
 def _good_records(blocks, info, files, report, ops, *, require_labels, **finish):

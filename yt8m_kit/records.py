@@ -186,6 +186,53 @@ def record_blocks(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_
     return tf.data.Dataset.range(int(first_epoch), max(int(first_epoch), last)).flat_map(one_epoch)
 
 
+# record_stream's key: epoch, file index and record index packed into one int64 (one enumerate per file
+# tags every record; no per-record map).
+_RECORD_BITS, _FILE_BITS = 24, 20
+MAX_FILES = 1 << _FILE_BITS
+
+
+def split_key(key):
+    """record_stream keys (any shape, int64) -> (file_index int32, record_index int64, epoch int64)."""
+    record = tf.bitwise.bitwise_and(key, (1 << _RECORD_BITS) - 1)
+    file = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(key, _RECORD_BITS), MAX_FILES - 1), tf.int32)
+    return file, record, tf.bitwise.right_shift(key, _RECORD_BITS + _FILE_BITS)
+
+
+def record_stream(files, *, shuffle, seed, epochs, num_parallel_reads, shuffle_buffer, first_epoch=0):
+    """Records one at a time: (key int64, serialized), key = split_key's (file, record, epoch).
+
+    The same records in the same order as record_blocks(...) unbatched (files interleaved BLOCK
+    records at a time, then shuffled record by record when shuffle), for a clean stream: no blocks
+    are batched and then rebatched, so each record is copied once, by the reader's own batch().
+    At most 2^20 files, 2^24 records a file, 2^19 epochs.
+    """
+    if len(files) > MAX_FILES:
+        raise ConfigError(f"{len(files)} files: at most {MAX_FILES} can be read at once")
+    files_t = tf.constant(files)
+    cycle = max(1, min(num_parallel_reads or 16, len(files)))
+
+    def one_epoch(epoch):
+        order = tf.range(len(files), dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+
+        def one_file(i):
+            start = tf.bitwise.bitwise_or(tf.bitwise.left_shift(epoch, _RECORD_BITS + _FILE_BITS),
+                                          tf.bitwise.left_shift(i, _RECORD_BITS))
+            return tf.data.TFRecordDataset(tf.gather(files_t, i)).enumerate(start=start)
+
+        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
+            one_file, cycle_length=cycle, block_length=BLOCK,
+            **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
+        if shuffle:  # the seed as in record_blocks
+            ds = ds.shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1)
+        return ds
+
+    last = 2**62 if epochs is None else int(epochs)
+    return tf.data.Dataset.range(int(first_epoch), max(int(first_epoch), last)).flat_map(one_epoch)
+
+
 def skip_records(blocks, n):
     """Drop the first n records of a block stream: a running count trims the blocks that hold them
     (blocks may be short, e.g. a file's last), then passes the rest through untouched."""
