@@ -14,7 +14,7 @@ Batches follow the README "Reader batches" contract. Choices made here:
   record stops iteration with an InvalidArgumentError whose text names file and record;
   iterate(ds) turns it (and CRC/truncation errors) into DataError. skip_bad=True drops bad
   records instead and counts them in ds.skip_report (a SkipReport), corrupt file tails included
-  (found while reading, not by an extra pass; see records.record_blocks).
+  (found while reading, not by an extra pass; see records.record_stream).
 - start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
   run sees exactly the stream it would have seen; whole epochs are skipped by count, not read.
 Raw record streaming and format detection live in yt8m_kit.records, parsing, checks and decoding
@@ -29,8 +29,8 @@ import tensorflow as tf
 from yt8m_kit import FEATURE_DIM, MAX_FRAMES, features
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.parsing import dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
-from yt8m_kit.records import (FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
-                              record_blocks, record_stream, scan_file, skip_records, split_key)
+from yt8m_kit.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
+                              record_stream, scan_file, split_key)
 from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
@@ -82,7 +82,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
     ops = _native_ops(native) if info.level == "frame" else None
     finish = dict(frames=frames, num_samples=num_samples, seed=seed, quantized=quantized)
     if skip_bad:
-        raw = skip_records(record_blocks(files, report=report, **stream), start_example)
+        raw = record_stream(files, report=report, **stream).skip(start_example).batch(BLOCK)
         ds = _good_records(raw, info, files, report, ops, require_labels=require_labels, **finish,
                            pad_to_max=pad_to_max or (info.level == "frame" and frames == "all"))
         ds = ds.rebatch(batch_size, drop_remainder=drop_remainder)
@@ -178,10 +178,10 @@ def _good_records(blocks, info, files, report, ops, *, require_labels, **finish)
 
         return {k: keep(v) for k, v in parts.items()}, keep(e)
 
-    def parse_good(s, f, r, e):
-        return _parse_and_finish(s, f, r, e, info, ops, drop_bad, require_labels=require_labels, **finish)[0]
+    def parse_good(key, s):
+        return _parse_and_finish(s, *split_key(key), info, ops, drop_bad, require_labels=require_labels, **finish)[0]
 
-    return (blocks.map(parse_good, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return (blocks.map(parse_good, num_parallel_calls=PARALLEL_PARSES, deterministic=True)
             .filter(lambda b: tf.shape(b["id"])[0] > 0))
 
 

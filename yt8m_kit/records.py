@@ -1,9 +1,8 @@
-"""Reading raw YouTube-8M TFRecords: file lists, format detection, record counts, and the block stream.
+"""Reading raw YouTube-8M TFRecords: file lists, format detection, record counts, and the record stream.
 
-The readers (yt8m_kit.data) parse what this module streams. Records are read BLOCK at a time from
-one file and stay in blocks (vectors) until parsing: per-record tf.data work (map, enumerate, take)
-cost more than parsing itself (bench/RESULTS.md, reader). A fixed block size keeps the unshuffled
-order independent of the batch size.
+The readers (yt8m_kit.data) parse what this module streams: one record at a time, tagged by a single
+enumerate per file, batched (the only copy of a record) by the reader. bench/README.md has the
+designs measured (blocks of records per file, rebatched, cost 30% more CPU than this).
 """
 
 import glob
@@ -105,14 +104,14 @@ def scan_file(path):
     return count, None
 
 
-# ---------------------------------------------------------------- the block stream
+# ---------------------------------------------------------------- the record stream
 
-BLOCK = 64
+BLOCK = 64  # records parsed together when skipping bad ones (data._good_records)
 
 
 def count_records(files, skip_bad=False):
     """Records per epoch over files; skip_bad=True counts only each file's readable prefix (what
-    record_blocks(report=...) reads) instead of raising at a corrupt record."""
+    record_stream(report=...) reads) instead of raising at a corrupt record."""
     total = 0
     for f in files:
         ds = tf.data.TFRecordDataset(f)
@@ -123,71 +122,8 @@ def count_records(files, skip_bad=False):
 
 _FRAMING = 16  # bytes around each TFRecord payload: length (8), length CRC (4), payload CRC (4)
 
-
-def record_blocks(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, report=None, first_epoch=0):
-    """Blocks of records: (serialized (n,), file_index (n,), record_index (n,), epoch (n,)), n <= BLOCK.
-
-    The order depends only on (files, seed, epoch); epochs run first_epoch, first_epoch+1, ... and each
-    epoch's order is independent of the ones before it (so a resumed run can start at any epoch).
-    report (a SkipReport): a corrupt record or truncated tail ends its file instead of raising, and is
-    added to report when the file's end is reached. No extra pass: the bytes read (payloads plus
-    16 bytes of framing each) are compared with the file's size, and only a short file is scanned
-    again for the error text.
-    """
-    files_t = tf.constant(files)
-    cycle = max(1, min(num_parallel_reads or 16, len(files)))
-
-    def check_end(i, records, nbytes):
-        f = files[int(i)]
-        if int(nbytes) != os.path.getsize(f):
-            _, err = scan_file(f)
-            report.add(f, int(records), f"unreadable from here on, rest of file skipped ({err or 'size changed'})")
-        return np.int64(0)
-
-    def one_file(i, epoch):
-        records = tf.data.TFRecordDataset(tf.gather(files_t, i))
-        blocks = (records.ignore_errors() if report is not None else records).batch(BLOCK)
-
-        def tag(b, s):
-            n = tf.shape(s, tf.int64)[0]
-            return (s, tf.fill([n], tf.cast(i, tf.int32)), b * BLOCK + tf.range(n), tf.fill([n], epoch))
-
-        tagged = blocks.enumerate().map(tag)
-        if report is None:
-            return tagged
-
-        def account(state, block):  # running (records, bytes); the empty end marker checks the file's size
-            n = tf.shape(block[0], tf.int64)[0]
-            state = (state[0] + n, state[1] + tf.reduce_sum(tf.cast(tf.strings.length(block[0]), tf.int64)) + _FRAMING * n)
-            done = tf.cond(n > 0, lambda: tf.constant(0, tf.int64),
-                           lambda: tf.py_function(check_end, [i, state[0], state[1]], tf.int64))
-            with tf.control_dependencies([done]):
-                return state, tuple(tf.identity(x) for x in block)
-
-        end = tf.data.Dataset.from_tensors((tf.zeros([0], tf.string), tf.zeros([0], tf.int32),
-                                            tf.zeros([0], tf.int64), tf.zeros([0], tf.int64)))
-        zero = tf.constant(0, tf.int64)
-        return tagged.concatenate(end).scan((zero, zero), account).filter(lambda s, *rest: tf.shape(s)[0] > 0)
-
-    def one_epoch(epoch):
-        order = tf.range(len(files), dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-            lambda i: one_file(i, epoch), cycle_length=cycle, block_length=1,
-            **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
-        if shuffle:
-            # A Python-int seed: a tensor seed fails under global seed 0 (tf's get_seed compares
-            # the pair with (0, 0)). The epoch still changes the order through the file order above.
-            ds = ds.unbatch().shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1).batch(BLOCK)
-        return ds
-
-    last = 2**62 if epochs is None else int(epochs)
-    return tf.data.Dataset.range(int(first_epoch), max(int(first_epoch), last)).flat_map(one_epoch)
-
-
-# record_stream's key: epoch, file index and record index packed into one int64 (one enumerate per file
-# tags every record; no per-record map).
+# The stream's key: epoch, file index and record index packed into one int64, so one enumerate per
+# file tags every record (no per-record map).
 _RECORD_BITS, _FILE_BITS = 24, 20
 MAX_FILES = 1 << _FILE_BITS
 
@@ -199,50 +135,67 @@ def split_key(key):
     return file, record, tf.bitwise.right_shift(key, _RECORD_BITS + _FILE_BITS)
 
 
-def record_stream(files, *, shuffle, seed, epochs, num_parallel_reads, shuffle_buffer, first_epoch=0):
+def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, report=None, first_epoch=0):
     """Records one at a time: (key int64, serialized), key = split_key's (file, record, epoch).
 
-    The same records in the same order as record_blocks(...) unbatched (files interleaved BLOCK
-    records at a time, then shuffled record by record when shuffle), for a clean stream: no blocks
-    are batched and then rebatched, so each record is copied once, by the reader's own batch().
-    At most 2^20 files, 2^24 records a file, 2^19 epochs.
+    Files are read num_parallel_reads (default up to 16) at a time, interleaved record by record (as
+    TFRecordDataset(files, num_parallel_reads=...) does); shuffle shuffles the file order per epoch
+    and then records through a buffer. The order depends only on (files, seed, epoch); epochs run
+    first_epoch, first_epoch+1, ... and each epoch's order is independent of the ones before it (so
+    a resumed run can start at any epoch). Records are not copied until the reader's batch().
+    report (a SkipReport): a corrupt record or truncated tail ends its file instead of raising, and is
+    added to report when the file's end is reached. No extra pass: the bytes read (payloads plus 16
+    bytes of framing each) are compared with the file's size, and only a short file is scanned again
+    for the error text. At most 2^20 files, 2^24 records a file, 2^19 epochs.
     """
     if len(files) > MAX_FILES:
         raise ConfigError(f"{len(files)} files: at most {MAX_FILES} can be read at once")
     files_t = tf.constant(files)
     cycle = max(1, min(num_parallel_reads or 16, len(files)))
 
+    def check_end(i, records, nbytes):
+        f = files[int(i)]
+        if int(nbytes) != os.path.getsize(f):
+            _, err = scan_file(f)
+            report.add(f, int(records), f"unreadable from here on, rest of file skipped ({err or 'size changed'})")
+        return np.int64(0)
+
+    def one_file(i, epoch):
+        start = tf.bitwise.bitwise_or(tf.bitwise.left_shift(epoch, _RECORD_BITS + _FILE_BITS),
+                                      tf.bitwise.left_shift(i, _RECORD_BITS))
+        records = tf.data.TFRecordDataset(tf.gather(files_t, i))
+        if report is None:
+            return records.enumerate(start=start)
+
+        def account(state, rec):  # running (records, bytes); the end marker (key -1) checks the file's size
+            key, s = rec
+            end = key < 0
+            n, nbytes = state[0] + tf.cast(~end, tf.int64), state[1] + tf.cast(~end, tf.int64) * (
+                tf.cast(tf.strings.length(s), tf.int64) + _FRAMING)
+            done = tf.cond(end, lambda: tf.py_function(check_end, [i, n, nbytes], tf.int64),
+                           lambda: tf.constant(0, tf.int64))
+            with tf.control_dependencies([done]):
+                return (n, nbytes), (tf.identity(key), tf.identity(s))
+
+        marker = tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant("")))
+        zero = tf.constant(0, tf.int64)
+        return (records.ignore_errors().enumerate(start=start).concatenate(marker).scan((zero, zero), account)
+                .filter(lambda key, s: key >= 0))
+
     def one_epoch(epoch):
         order = tf.range(len(files), dtype=tf.int64)
         if shuffle:
             order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-
-        def one_file(i):
-            start = tf.bitwise.bitwise_or(tf.bitwise.left_shift(epoch, _RECORD_BITS + _FILE_BITS),
-                                          tf.bitwise.left_shift(i, _RECORD_BITS))
-            return tf.data.TFRecordDataset(tf.gather(files_t, i)).enumerate(start=start)
-
         ds = tf.data.Dataset.from_tensor_slices(order).interleave(
-            one_file, cycle_length=cycle, block_length=BLOCK,
+            lambda i: one_file(i, epoch), cycle_length=cycle, block_length=1,
             **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
-        if shuffle:  # the seed as in record_blocks
+        if shuffle:
+            # A Python-int seed: a tensor seed fails under global seed 0 (tf's get_seed compares
+            # the pair with (0, 0)). The epoch still changes the order through the file order above.
             ds = ds.shuffle(shuffle_buffer, seed=int(seed) * 1000003 + 1)
         return ds
 
+    if epochs is not None and int(epochs) == first_epoch + 1:  # one epoch: no flat_map around it
+        return one_epoch(tf.constant(int(first_epoch), tf.int64))
     last = 2**62 if epochs is None else int(epochs)
     return tf.data.Dataset.range(int(first_epoch), max(int(first_epoch), last)).flat_map(one_epoch)
-
-
-def skip_records(blocks, n):
-    """Drop the first n records of a block stream: a running count trims the blocks that hold them
-    (blocks may be short, e.g. a file's last), then passes the rest through untouched."""
-    if n <= 0:
-        return blocks
-
-    def trim(seen, block):
-        size = tf.shape(block[0], tf.int64)[0]
-        drop = tf.clip_by_value(tf.constant(n, tf.int64) - seen, 0, size)
-        return seen + size, tuple(x[drop:] for x in block)
-
-    return (blocks.scan(tf.constant(0, tf.int64), trim)
-            .filter(lambda s, *rest: tf.shape(s)[0] > 0))
