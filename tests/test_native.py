@@ -61,7 +61,7 @@ def test_native_path_is_the_one_taken(ops, frame_data):
     s = next(iter(tf.data.TFRecordDataset(data.list_files(f"{frame_data}/train*.tfrecord")).batch(8)))
     taken = []
 
-    def on_bad(parts, reason, value, f, r, e):
+    def on_bad(parts, checks, f, r, e):
         kind = "native" if "serialized" in parts else "tf"
         mark = tf.py_function(lambda: taken.append(kind) or 0, [], tf.int32)
         with tf.control_dependencies([mark]):

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from yt8m_kit import FEATURE_DIM, MAX_FRAMES, features
 from yt8m_kit.errors import ConfigError, DataError
-from yt8m_kit.parsing import dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
+from yt8m_kit.parsing import Checks, dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
 from yt8m_kit.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
                               record_stream, scan_file, split_key)
 from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
@@ -90,8 +90,13 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
             ds = ds.map(lambda b: dict(b, frames=b["frames"][:, :tf.reduce_max(b["num_frames"])]))
         ds = ds.prefetch(PREFETCH)
     else:
-        def stop_at_bad(parts, reason, value, f, r, e):
-            ok = tf.debugging.Assert(tf.reduce_all(reason == ""), [_error_text(files_t, f, r, reason, value)])
+        def stop_at_bad(parts, checks, f, r, e):
+            def fail():  # the error text is built only here, when a record is bad
+                a = tf.debugging.Assert(tf.reduce_all(~checks.bad), [_error_text(files_t, f, r, *checks.explain())])
+                with tf.control_dependencies([a]):
+                    return tf.constant(False)
+
+            ok = tf.cond(tf.reduce_any(checks.bad), fail, lambda: tf.constant(True))
             with tf.control_dependencies([ok]):
                 return tf.nest.map_structure(tf.identity, parts), e
 
@@ -123,11 +128,12 @@ def _native_ops(native):
 
 
 def _parse_and_finish(s, f, r, e, info, ops, on_bad, *, require_labels, **finish):
-    """Parse a block, let on_bad(parts, reason, value, f, r, e) stop or drop bad records, finish the rest:
+    """Parse a block, let on_bad(parts, checks, f, r, e) stop or drop bad records (checks: parsing.Checks), finish the rest:
     (batch dict, epoch). With native ops, blocks whose records all have the regular frame layout go the
     native way, the others through tf's parser; both give the same batch."""
     def with_tf(s, f, r, e):
-        parts, e2 = on_bad(*parse_batch(s, info, require_labels=require_labels), f, r, e)
+        parts, reason, value = parse_batch(s, info, require_labels=require_labels)
+        parts, e2 = on_bad(parts, Checks.explained(reason, value), f, r, e)
         return finish_batch(parts, info, e2, **finish), e2
 
     if ops is None:
@@ -164,12 +170,15 @@ def _good_records(blocks, info, files, report, ops, *, require_labels, **finish)
             report.add(files[fi], int(ri), w.decode())
         return np.int64(0)
 
-    def drop_bad(parts, reason, value, f, r, e):
-        bad = reason != ""
-        why = tf.strings.join([reason, ": ", value])
-        logged = tf.cond(tf.reduce_any(bad), lambda: tf.py_function(
-            log_bad, [tf.boolean_mask(f, bad), tf.boolean_mask(r, bad), tf.boolean_mask(why, bad)], tf.int64),
-            lambda: tf.constant(0, tf.int64))
+    def drop_bad(parts, checks, f, r, e):
+        bad = checks.bad
+
+        def log():  # the reasons are built only here, when a record is bad
+            why = tf.strings.join([*checks.explain()], ": ")
+            return tf.py_function(log_bad, [tf.boolean_mask(f, bad), tf.boolean_mask(r, bad), tf.boolean_mask(why, bad)],
+                                  tf.int64)
+
+        logged = tf.cond(tf.reduce_any(bad), log, lambda: tf.constant(0, tf.int64))
         good = tf.logical_not(bad)
 
         def keep(x):

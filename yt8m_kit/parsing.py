@@ -42,6 +42,28 @@ def _first(conds_reasons_values, batch):
     return reason, value
 
 
+class Checks:
+    """Per-record checks of a parsed batch: .bad (B,) bool, and .explain() -> (reason, value) (B,)
+    strings, each record's first failed check ("" when none). explain() builds the strings only when
+    called: callers call it in a branch taken only when something is bad."""
+
+    def __init__(self, checks, batch):
+        self._checks, self._batch = checks, batch
+        self.bad = tf.zeros([batch], tf.bool)
+        for cond, _, _ in checks:
+            self.bad = self.bad | cond
+
+    def explain(self):
+        return _first(self._checks, self._batch)
+
+    @classmethod
+    def explained(cls, reason, value):
+        """Checks whose reasons are already computed (parse_batch's)."""
+        out = cls([], tf.shape(reason)[0])
+        out.bad, out.explain = reason != "", lambda: (reason, value)
+        return out
+
+
 def _one_per_frame(rt):
     """(B, T, values) ragged bytes -> (B, T) ragged: one string per frame (several are joined, so
     their length flags the frame as bad; none gives "", length 0)."""
@@ -105,13 +127,14 @@ def parse_batch(serialized, info, *, require_labels):
 def parse_native(ops, serialized, layout, info, *, require_labels):
     """parse_batch for frame-level records whose frames have the regular layout (ops.yt8m_frame_layout
     said so for every record): only the context goes through tf's parser (as an Example: the same
-    field number), the frame checks hold by construction. Parts: id, labels, serialized, offsets, frames."""
+    field number), the frame checks hold by construction. (parts, Checks); parts: id, labels,
+    serialized, offsets, frames."""
     B = tf.shape(serialized)[0]
     c = tf.io.parse_example(serialized, _context_spec(info))
     vid, labels, head, tail = _context(c, info, B, require_labels=require_labels)
-    reason, value = _first(head + tail, B)
     offsets, frames, _ = layout
-    return {"id": vid, "labels": labels, "serialized": serialized, "offsets": offsets, "frames": frames}, reason, value
+    parts = {"id": vid, "labels": labels, "serialized": serialized, "offsets": offsets, "frames": frames}
+    return parts, Checks(head + tail, B)
 
 
 def decode_frames(rgb, audio):
