@@ -8,10 +8,11 @@ Not part of the toolkit: this records why yt8m_kit.data reads the way it does (b
 produce the trainer's batch (64 videos x 300 sampled frames x 1152), checked equal to the
 reader's before timing; the variants are timed interleaved so load changes hit all alike.
 
-- raw: TFRecordDataset of the files, batched (the issue's reference).
-- stream: the reader's record stream alone (records.record_blocks, rebatched), nothing parsed.
-- reader: data.make_dataset(frames="sample"), float32 out (what the toolkit ships).
-- reader_uint8: the same parse, sampled frames left as uint8 (no dequantise).
+- raw: TFRecordDataset of the files, batched (the issue's reference), with the reader's tf.data options.
+- stream: the reader's record stream alone (records.record_stream, batched), nothing parsed.
+- reader: data.make_dataset(frames="sample", quantized=True): the native ops, uint8 out (what the
+  trainer reads); reader_float32: the same dequantised; tf_parser: native=False (the fallback).
+- reader_uint8: tf's parser, sampled frames left as uint8 (no dequantise).
 - wire_numpy: a hand-written wire-format walk in Python (numpy checks the fixed 1033/137-byte
   frame stride), sampled rows gathered with np.take, uint8 out; ids and labels still through
   tf's parser, sample indices the reader's own (sampling.sample_indices).
@@ -117,18 +118,20 @@ def gather_frames(records, layout, idx):
 
 
 def variants(pattern, files):
-    stream = data.record_blocks(files, shuffle=False, seed=0, epochs=1, shuffle_buffer=1,
-                                num_parallel_reads=None).rebatch(BATCH)
+    stream = data.record_stream(files, shuffle=False, seed=0, epochs=1, shuffle_buffer=1,
+                                num_parallel_reads=None).batch(BATCH)
     info = data.detect_format(files)
 
-    def uint8_parse(s, f, r, e):
+    def uint8_parse(key, s):
+        e = data.split_key(key)[2]
         parts, _, _ = parsing.parse_batch(s, info, require_labels=False)
         rgb, audio = parts["rgb"], parts["audio"]
         idx = sample_indices(tf.cast(tf.minimum(rgb.row_lengths(), MAX_FRAMES), tf.int32), parts["id"], SAMPLES, 0, e)
         rows = tf.cast(rgb.row_starts(), tf.int32)[:, None] + idx
         return {"id": parts["id"], "frames": parsing.decode_frames(tf.gather(rgb.values, rows), tf.gather(audio.values, rows))}
 
-    def wire(s, f, r, e):
+    def wire(key, s):
+        e = data.split_key(key)[2]
         ctx, _, _ = tf.io.parse_sequence_example(s, context_features={"id": tf.io.RaggedFeature(tf.string)})
         ids = ctx["id"].to_tensor("", shape=[None, 1])[:, 0]
         layout = tf.ensure_shape(tf.numpy_function(layouts, [s], tf.int64, stateful=False), [None, 3])
@@ -136,14 +139,23 @@ def variants(pattern, files):
         x = tf.numpy_function(gather_frames, [s, layout, idx], tf.uint8, stateful=False)
         return {"id": ids, "frames": tf.ensure_shape(x, [None, SAMPLES, 1152])}
 
-    par = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return {
-        "raw": tf.data.TFRecordDataset(files, num_parallel_reads=len(files)).batch(BATCH).prefetch(tf.data.AUTOTUNE),
-        "stream": stream.map(lambda s, *rest: s).prefetch(tf.data.AUTOTUNE),
-        "reader": data.make_dataset(pattern, BATCH, level="frame", frames="sample", num_samples=SAMPLES),
-        "reader_uint8": stream.map(uint8_parse, **par).prefetch(tf.data.AUTOTUNE),
-        "wire_numpy": stream.map(wire, **par).prefetch(tf.data.AUTOTUNE),
+    par = dict(num_parallel_calls=data.PARALLEL_PARSES, deterministic=True)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # as the reader's (data.make_dataset)
+
+    def sample(**kw):
+        return data.make_dataset(pattern, BATCH, level="frame", frames="sample", num_samples=SAMPLES, **kw)
+
+    out = {
+        "raw": tf.data.TFRecordDataset(files, num_parallel_reads=len(files)).batch(BATCH).prefetch(2),
+        "stream": stream.map(lambda key, s: s).prefetch(2),
+        "reader": sample(quantized=True),
+        "reader_float32": sample(),
+        "tf_parser": sample(native=False),
+        "reader_uint8": stream.map(uint8_parse, **par).prefetch(2),
+        "wire_numpy": stream.map(wire, **par).prefetch(2),
     }
+    return {k: d.with_options(options) for k, d in out.items()}
 
 
 def main(argv=None):
@@ -157,8 +169,9 @@ def main(argv=None):
         pattern = os.path.join(work, "train*.tfrecord")
         files = data.list_files(pattern)
         ds = variants(pattern, files)
-        want = next(iter(ds["reader"]))["frames"].numpy()
-        for name in ("reader_uint8", "wire_numpy"):
+        want = next(iter(ds["reader_float32"]))["frames"].numpy()
+        assert np.array_equal(next(iter(ds["tf_parser"]))["frames"].numpy(), want)
+        for name in ("reader", "reader_uint8", "wire_numpy"):
             got = next(iter(ds[name]))["frames"]
             assert np.array_equal(data.dequantize(got).numpy(), want), f"{name} differs from the reader"
 
