@@ -43,9 +43,10 @@ def _first(conds_reasons_values, batch):
 
 
 class Checks:
-    """Per-record checks of a parsed batch: .bad (B,) bool, and .explain() -> (reason, value) (B,)
-    strings, each record's first failed check ("" when none). explain() builds the strings only when
-    called: callers call it in a branch taken only when something is bad."""
+    """Per-record checks of a parsed batch: .bad (B,) bool; .first() -> (index, reason, value) of the
+    first bad record (scalars, a few small ops, no strings per record); .explain() -> (reason, value)
+    (B,) strings, each record's first failed check ("" when none), to build only when something is
+    bad (in a branch). Check values are integers."""
 
     def __init__(self, checks, batch):
         self._checks, self._batch = checks, batch
@@ -56,11 +57,25 @@ class Checks:
     def explain(self):
         return _first(self._checks, self._batch)
 
+    def first(self):
+        b = tf.argmax(tf.cast(self.bad, tf.int32), output_type=tf.int32)
+        conds = tf.stack([tf.gather(c, b) for c, _, _ in self._checks])
+        which = tf.argmax(tf.cast(conds, tf.int32), output_type=tf.int32)
+        values = tf.stack([tf.cast(tf.gather(v, b), tf.int64) for _, _, v in self._checks])
+        texts = tf.constant([t for _, t, _ in self._checks])
+        return b, tf.gather(texts, which), tf.strings.as_string(tf.gather(values, which))
+
     @classmethod
     def explained(cls, reason, value):
         """Checks whose reasons are already computed (parse_batch's)."""
         out = cls([], tf.shape(reason)[0])
         out.bad, out.explain = reason != "", lambda: (reason, value)
+
+        def first():
+            b = tf.argmax(tf.cast(out.bad, tf.int32), output_type=tf.int32)
+            return b, tf.gather(reason, b), tf.gather(value, b)
+
+        out.first = first
         return out
 
 
