@@ -153,3 +153,44 @@ def test_quantized_batches_dequantise_to_the_float_batches(frame_data):
     assert q[0]["frames"].dtype == np.uint8
     for a, b in zip(q, f):
         np.testing.assert_array_equal(data.dequantize(a["frames"]), b["frames"])
+
+
+def test_trainer_reads_uint8_and_its_step_dequantises(frame_data):
+    """The trainer's dataset carries uint8 frames; a step on them equals a step on the float32 frames
+    (same loss, same updated weights): the step dequantises, bit for bit."""
+    import keras
+
+    from yt8m_kit import train
+    from yt8m_kit.train_loop import make_train_dataset
+
+    config = train.TrainConfig(model="netvlad_tiny", train=f"{frame_data}/train*.tfrecord", out="", steps=1,
+                               batch_size=6, frames=5, seed=2)
+    inputs, labels = next(iter(make_train_dataset(config, "frame", start_example=0)))
+    assert inputs["frames"].dtype == tf.uint8 and inputs["frames"].shape[1:] == (5, 1152)
+    results = []
+    for x in (inputs, dict(inputs, frames=data.dequantize(inputs["frames"]))):
+        strategy = tf.distribute.get_strategy()
+        model, optimizer = train.build(config, strategy)
+        loss = train.make_train_step(strategy, model, optimizer, config)(x, labels)
+        results.append((float(loss), [v.numpy() for v in model.trainable_variables]))
+        keras.backend.clear_session()
+    assert results[0][0] == results[1][0]
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_record_stream_keys_and_order(frame_data):
+    """Keys decode to (file, record, epoch); files alternate record by record; one epoch or several."""
+    files = data.list_files(f"{frame_data}/train*.tfrecord")
+    per_file = [[r.numpy() for r in tf.data.TFRecordDataset(f)] for f in files]
+    kw = dict(shuffle=False, seed=0, shuffle_buffer=1, num_parallel_reads=None)
+    got = [(k.numpy(), s.numpy()) for k, s in data.record_stream(files, epochs=2, **kw)]
+    f, r, e = (t.numpy() for t in data.split_key(tf.constant([k for k, _ in got])))
+    n = sum(len(p) for p in per_file)
+    assert len(got) == 2 * n and (e[:n] == 0).all() and (e[n:] == 1).all()
+    assert all(s == per_file[fi][ri] for (_, s), fi, ri in zip(got, f, r))
+    assert f[:4].tolist() == [0, 1, 0, 1] and r[:4].tolist() == [0, 0, 1, 1]
+    one = [s.numpy() for _, s in data.record_stream(files, epochs=1, first_epoch=0, **kw)]
+    assert one == [s for _, s in got[:n]]
+    resumed = [(k.numpy(), s.numpy()) for k, s in data.record_stream(files, epochs=2, first_epoch=1, **kw)]
+    assert resumed == got[n:]
