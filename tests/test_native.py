@@ -142,6 +142,13 @@ def test_errors_are_the_tf_parsers_and_quantized_needs_sampling(ops, tmp_path, f
         ds = data.make_dataset(str(path), 4, native=native_, skip_bad=True)
         assert [i for b in data.iterate(ds) for i in b["id"].numpy().tolist()] == [b"v0", b"v1", b"v2", b"v5"]
         assert [r[1] for r in ds.skip_report.records] == [3, 4]
+    # An irregular record before a bad label in the same block: tf's parser reports the first one.
+    swapped = tmp_path / "swapped.tfrecord"
+    synth.write_records(swapped, [recs[0], recs[4], recs[3], recs[5]])
+    for native_ in (True, False):
+        with pytest.raises(DataError, match="rgb frame has the wrong byte length") as e:
+            _batches(str(swapped), 4, native=native_)
+        assert (e.value.record, str(e.value.value)) == (1, "1000")
     with pytest.raises(ConfigError, match="quantized=True needs frames='sample'"):
         data.make_dataset(f"{frame_data}/train*.tfrecord", 4, quantized=True)
 
