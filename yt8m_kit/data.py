@@ -35,7 +35,8 @@ from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 PREFETCH = 2  # batches
-PARALLEL_PARSES = min(4, max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2))
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+PARALLEL_PARSES = min(4, max(2, _CORES))  # batches parsed at once
 
 quantize = features.quantize
 
@@ -91,7 +92,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
         ds = ds.prefetch(PREFETCH)
     else:
         def stop_at_bad(parts, checks, f, r, e):
-            # No cond: a cond in a tf.data function builds an executor per call (~25 us a video here)
+            # A few scalars, no per-record reason strings in a cond: that cost ~45 us a video (bench/README.md)
             ok = tf.debugging.Assert(tf.reduce_all(~checks.bad), [_error_text(files_t, f, r, checks)])
             with tf.control_dependencies([ok]):  # tf's parser's parts could fail to finish when bad: all wait
                 gated = ["id"] if "serialized" in parts else list(parts)
