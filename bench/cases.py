@@ -55,7 +55,8 @@ def bench_reader(s, runs, work):
                                  num_samples=s["reader_samples"], **kw)
 
     fns = {"raw": consume(raw_ds), "parse_only": consume(parse_ds.with_options(options)),
-           "decode": consume(sample(quantized=True), "frames"),  # exactly what the trainer reads
+           "decode": consume(sample(quantized=True), "frames"),  # the trainer's batches, unshuffled
+           "decode_shuffled": consume(sample(quantized=True, shuffle=True), "frames"),  # and shuffled, as it reads
            "decode_float32": consume(sample(), "frames"),
            "decode_tf_parser": consume(sample(native=False), "frames"),
            "decode_all": consume(data.make_dataset(pattern, s["reader_batch"], level="frame"), "frames")}
@@ -69,8 +70,10 @@ def bench_reader(s, runs, work):
             times[key].append(time.perf_counter() - t0)
     dec, raw_r, all_r = rate(n, times["decode"]), rate(n, times["raw"]), rate(n, times["decode_all"])
     parse_r, f32_r, tfp_r = rate(n, times["parse_only"]), rate(n, times["decode_float32"]), rate(n, times["decode_tf_parser"])
+    shuf_r = rate(n, times["decode_shuffled"])
     return {"decode_videos_per_s": dec, "raw_videos_per_s": raw_r, "decode_all_videos_per_s": all_r,
             "decode_float32_videos_per_s": f32_r, "decode_tf_parser_videos_per_s": tfp_r,
+            "decode_shuffled_videos_per_s": shuf_r, "ratio_shuffled": shuf_r["median"] / raw_r["median"],
             "ratio_float32": f32_r["median"] / raw_r["median"], "ratio_tf_parser": tfp_r["median"] / raw_r["median"],
             "parse_only_videos_per_s": parse_r, "ratio": dec["median"] / raw_r["median"],
             "ratio_all": all_r["median"] / raw_r["median"], "ratio_parse_only": parse_r["median"] / raw_r["median"],
@@ -79,7 +82,7 @@ def bench_reader(s, runs, work):
                                    if s["reader_min_frames"] else f"synth mixed profile, max {s['reader_max_frames']}"),
                        "native": native.available(),
                        "frames": (f"decode: sample {s['reader_samples']}, uint8 (the trainer's batches, dequantised in "
-                                  "its step); decode_float32: the same dequantised; decode_tf_parser: float32 through "
+                                  "its step), unshuffled; decode_shuffled: the same through a 1,024-record shuffle buffer; decode_float32: the same dequantised; decode_tf_parser: float32 through "
                                   "tf's parser (native=False, the fallback); decode_all: frames='all', float32")}}
 
 
