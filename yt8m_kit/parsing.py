@@ -65,18 +65,22 @@ class Checks:
         texts = tf.constant([t for _, t, _ in self._checks])
         return b, tf.gather(texts, which), tf.strings.as_string(tf.gather(values, which))
 
-    @classmethod
-    def explained(cls, reason, value):
+    @staticmethod
+    def explained(reason, value):
         """Checks whose reasons are already computed (parse_batch's)."""
-        out = cls([], tf.shape(reason)[0])
-        out.bad, out.explain = reason != "", lambda: (reason, value)
+        return _Explained(reason, value)
 
-        def first():
-            b = tf.argmax(tf.cast(out.bad, tf.int32), output_type=tf.int32)
-            return b, tf.gather(reason, b), tf.gather(value, b)
 
-        out.first = first
-        return out
+class _Explained(Checks):
+    def __init__(self, reason, value):  # noqa: super().__init__ not called: nothing to combine
+        self.bad, self._reason, self._value = reason != "", reason, value
+
+    def explain(self):
+        return self._reason, self._value
+
+    def first(self):
+        b = tf.argmax(tf.cast(self.bad, tf.int32), output_type=tf.int32)
+        return b, tf.gather(self._reason, b), tf.gather(self._value, b)
 
 
 def _one_per_frame(rt):
@@ -159,10 +163,10 @@ def decode_frames(rgb, audio):
 
 
 def gather_frames(flat_rgb, flat_audio, rows, quantized=False):
-    """Frames at flat indices rows (B, K) -> (B, K, 1152) float32 (uint8 when quantized). Decodes and dequantises each real
-    frame once, then gathers float rows, when there are fewer real frames than samples (short videos,
-    many samples: dequantising is the costly part); else gathers the K strings per video first (long
-    videos, few samples). The same values either way."""
+    """Frames at flat indices rows (B, K) -> (B, K, 1152) float32, or uint8 as stored when quantized.
+    Decodes and dequantises each real frame once, then gathers float rows, when there are fewer real
+    frames than samples (short videos, many samples: dequantising is the costly part); else gathers
+    the K strings per video first (long videos, few samples). The same values either way."""
     if quantized:
         return decode_frames(tf.gather(flat_rgb, rows), tf.gather(flat_audio, rows))
 
