@@ -100,7 +100,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
 
         def parse(key, s):
             return _parse_and_finish(s, *split_key(key), info, ops, stop_at_bad, require_labels=require_labels,
-                                     pad_to_max=pad_to_max, **finish)[0]
+                                     pad_to_max=pad_to_max, **finish)
 
         ds = record_stream(files, **stream).skip(start_example).batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(parse, num_parallel_calls=PARALLEL_PARSES, deterministic=True).prefetch(PREFETCH)
@@ -126,13 +126,13 @@ def _native_ops(native):
 
 
 def _parse_and_finish(s, f, r, e, info, ops, on_bad, *, require_labels, **finish):
-    """Parse a block, let on_bad(parts, checks, f, r, e) stop or drop bad records (checks: parsing.Checks), finish the rest:
-    (batch dict, epoch). With native ops, blocks whose records all have the regular frame layout go the
+    """Parse a block, let on_bad(parts, checks, f, r, e) stop or drop bad records (checks: parsing.Checks), finish the rest
+    into a batch dict. With native ops, blocks whose records all have the regular frame layout go the
     native way, the others through tf's parser; both give the same batch."""
     def with_tf(s, f, r, e):
         parts, reason, value = parse_batch(s, info, require_labels=require_labels)
         parts, e2 = on_bad(parts, Checks.explained(reason, value), f, r, e)
-        return finish_batch(parts, info, e2, **finish), e2
+        return finish_batch(parts, info, e2, **finish)
 
     if ops is None:
         return with_tf(s, f, r, e)
@@ -140,7 +140,7 @@ def _parse_and_finish(s, f, r, e, info, ops, on_bad, *, require_labels, **finish
 
     def fast():
         parts, e2 = on_bad(*parse_native(ops, s, layout, info, require_labels=require_labels), f, r, e)
-        return finish_native(ops, parts, e2, **finish), e2
+        return finish_native(ops, parts, e2, **finish)
 
     # The tf parser's graph as a cond branch cost ~40% more CPU per batch even when never taken
     # (bench/README.md), so irregular blocks, which real data does not have, run it eagerly instead.
@@ -148,7 +148,7 @@ def _parse_and_finish(s, f, r, e, info, ops, on_bad, *, require_labels, **finish
     T = finish["num_samples"] if finish["frames"] == "sample" else MAX_FRAMES if finish["pad_to_max"] else None
     like = ({"frames": tf.TensorSpec([None, T, FEATURE_DIM], tf.uint8 if finish.get("quantized") else tf.float32),
              "id": tf.TensorSpec([None], tf.string), "labels": tf.TensorSpec([None, info.num_classes], tf.float32),
-             "num_frames": tf.TensorSpec([None], tf.int32)}, tf.TensorSpec([None], e.dtype))
+             "num_frames": tf.TensorSpec([None], tf.int32)})
 
     def slow():
         specs = tf.nest.flatten(like)
@@ -186,7 +186,7 @@ def _good_records(blocks, info, files, report, ops, *, require_labels, **finish)
         return {k: keep(v) for k, v in parts.items()}, keep(e)
 
     def parse_good(key, s):
-        return _parse_and_finish(s, *split_key(key), info, ops, drop_bad, require_labels=require_labels, **finish)[0]
+        return _parse_and_finish(s, *split_key(key), info, ops, drop_bad, require_labels=require_labels, **finish)
 
     return (blocks.map(parse_good, num_parallel_calls=PARALLEL_PARSES, deterministic=True)
             .filter(lambda b: tf.shape(b["id"])[0] > 0))
