@@ -12,6 +12,9 @@ reader's before timing; the variants are timed interleaved so load changes hit a
 - stream: the reader's record stream alone (records.record_stream, batched), nothing parsed.
 - reader: data.make_dataset(frames="sample", quantized=True): the native ops, uint8 out (what the
   trainer reads); reader_float32: the same dequantised; tf_parser: native=False (the fallback).
+- reader_tfrecord: the reader with data.NATIVE_READ = False: records streamed through
+  TFRecordDataset and batched (two copies), instead of read by the native op, one batch at a time.
+- shuffled, shuffled_tfrecord: the same two with shuffle=True (the trainer's 1,024-record buffer).
 - reader_uint8: tf's parser, sampled frames left as uint8 (no dequantise).
 - wire_numpy: a hand-written wire-format walk in Python (numpy checks the fixed 1033/137-byte
   frame stride), sampled rows gathered with np.take, uint8 out; ids and labels still through
@@ -143,13 +146,20 @@ def variants(pattern, files):
     options = tf.data.Options()
     options.autotune.enabled = False  # as the reader's (data.make_dataset)
 
-    def sample(**kw):
-        return data.make_dataset(pattern, BATCH, level="frame", frames="sample", num_samples=SAMPLES, **kw)
+    def sample(native_read=True, **kw):
+        data.NATIVE_READ, saved = native_read, data.NATIVE_READ
+        try:
+            return data.make_dataset(pattern, BATCH, level="frame", frames="sample", num_samples=SAMPLES, **kw)
+        finally:
+            data.NATIVE_READ = saved
 
     out = {
         "raw": tf.data.TFRecordDataset(files, num_parallel_reads=len(files)).batch(BATCH).prefetch(2),
         "stream": stream.map(lambda key, s: s).prefetch(2),
         "reader": sample(quantized=True),
+        "reader_tfrecord": sample(quantized=True, native_read=False),
+        "shuffled": sample(quantized=True, shuffle=True),
+        "shuffled_tfrecord": sample(quantized=True, shuffle=True, native_read=False),
         "reader_float32": sample(),
         "tf_parser": sample(native=False),
         "reader_uint8": stream.map(uint8_parse, **par).prefetch(2),

@@ -30,13 +30,14 @@ from yt8m_kit import FEATURE_DIM, MAX_FRAMES, features
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.parsing import Checks, dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
 from yt8m_kit.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
-                              record_stream, scan_file, split_key)
+                              read_records, record_stream, scan_file, split_key)
 from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 PREFETCH = 2  # batches
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
 PARALLEL_PARSES = min(4, max(2, _CORES))  # batches parsed at once
+NATIVE_READ = True  # with the native ops, read each batch's records in one op (False: through TFRecordDataset)
 
 quantize = features.quantize
 
@@ -98,11 +99,17 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
                 gated = ["id"] if "serialized" in parts else list(parts)
                 return dict(parts, **{k: tf.identity(parts[k]) for k in gated}), e
 
+        # Native: the stream carries where each record is, and one op per batch reads them (no
+        # copy of every record through tf.data, a shuffle buffer of small tuples). Not for remote files.
+        index = ops if ops is not None and NATIVE_READ and not any("://" in f for f in files) else None
+
         def parse(key, s):
+            if index is not None:
+                s = read_records(index, files_t, key, s)
             return _parse_and_finish(s, *split_key(key), info, ops, stop_at_bad, require_labels=require_labels,
                                      pad_to_max=pad_to_max, **finish)
 
-        ds = record_stream(files, **stream).skip(start_example).batch(batch_size, drop_remainder=drop_remainder)
+        ds = record_stream(files, index=index, **stream).skip(start_example).batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(parse, num_parallel_calls=PARALLEL_PARSES, deterministic=True).prefetch(PREFETCH)
     # Fixed parallelism and buffers instead of tf.data's autotuning, which on 2 cores left the reader
     # at 0.6x of this for the first thousands of records, half the runs (bench/README.md). Downstream

@@ -128,6 +128,12 @@ _RECORD_BITS, _FILE_BITS = 24, 20
 MAX_FILES = 1 << _FILE_BITS
 
 
+def read_records(ops, files_t, key, where):
+    """A batch of index-mode record_stream elements -> their serialized records (string [B])."""
+    f, r, _ = split_key(key)
+    return ops.yt8m_read_records(files_t, f, r, where)
+
+
 def split_key(key):
     """record_stream keys (any shape, int64) -> (file_index int32, record_index int64, epoch int64)."""
     record = tf.bitwise.bitwise_and(key, (1 << _RECORD_BITS) - 1)
@@ -135,8 +141,13 @@ def split_key(key):
     return file, record, tf.bitwise.right_shift(key, _RECORD_BITS + _FILE_BITS)
 
 
-def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, report=None, first_epoch=0):
+def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_reads, report=None, first_epoch=0,
+                  index=None):
     """Records one at a time: (key int64, serialized), key = split_key's (file, record, epoch).
+
+    index (yt8m_kit.native's ops, not with report): (key, where int64[2]) instead, where = the
+    record's payload offset and length in its file (from the file's headers, read when the file is
+    opened); ops.yt8m_read_records reads a batch of them (read_records). Same keys, same order.
 
     Files are read num_parallel_reads (default up to 16) at a time, interleaved record by record (as
     TFRecordDataset(files, num_parallel_reads=...) does); shuffle shuffles the file order per epoch
@@ -150,6 +161,8 @@ def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_
     """
     if len(files) > MAX_FILES:
         raise ConfigError(f"{len(files)} files: at most {MAX_FILES} can be read at once")
+    if index is not None and report is not None:
+        raise ConfigError("record_stream: index and report cannot be combined")
     files_t = tf.constant(files)
     cycle = max(1, min(num_parallel_reads or 16, len(files)))
 
@@ -163,6 +176,9 @@ def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_
     def one_file(i, epoch):
         start = tf.bitwise.bitwise_or(tf.bitwise.left_shift(epoch, _RECORD_BITS + _FILE_BITS),
                                       tf.bitwise.left_shift(i, _RECORD_BITS))
+        if index is not None:
+            return tf.data.Dataset.from_tensor_slices(index.yt8m_record_index(tf.gather(files_t, i))).enumerate(
+                start=start)
         records = tf.data.TFRecordDataset(tf.gather(files_t, i))
         if report is None:
             return records.enumerate(start=start)
@@ -188,7 +204,7 @@ def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_
             order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
         ds = tf.data.Dataset.from_tensor_slices(order).interleave(
             lambda i: one_file(i, epoch), cycle_length=cycle, block_length=1,
-            **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 else {}))
+            **({"num_parallel_calls": cycle, "deterministic": True} if cycle > 1 and index is None else {}))
         if shuffle:
             # A Python-int seed: a tensor seed fails under global seed 0 (tf's get_seed compares
             # the pair with (0, 0)). The epoch still changes the order through the file order above.

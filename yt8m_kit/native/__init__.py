@@ -2,7 +2,7 @@
 
 tf's SequenceExample parser makes one heap string per frame (~450 a video) before anything is
 decoded; frames.cc instead finds where the frames sit in the serialized record and copies the
-sampled ones into the batch (bench/README.md has the numbers). The ops are an accelerator, never
+sampled ones into the batch, and records.cc reads each batch's records from their files in one op (bench/README.md has the numbers). The ops are an accelerator, never
 a requirement: data.make_dataset uses them only for records of the regular layout every
 YouTube-8M file has and falls back to tf's parser (which also words any error) for the rest, or
 when the library is missing.
@@ -10,7 +10,7 @@ when the library is missing.
     python -m yt8m_kit.native          # build (make does it); needs g++ and the TensorFlow headers
     YT8M_NATIVE=0 python ...           # do not use it
 
-The library's name carries a hash of frames.cc and the TensorFlow version, so an edited source
+The library's name carries a hash of the sources and the TensorFlow version, so an edited source
 or a new TensorFlow is rebuilt, never loaded stale.
 """
 
@@ -23,7 +23,7 @@ import tempfile
 import threading
 
 _DIR = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.join(_DIR, "frames.cc")
+SOURCES = [os.path.join(_DIR, "frames.cc"), os.path.join(_DIR, "records.cc")]
 _lock = threading.Lock()
 _state = {}
 
@@ -31,13 +31,16 @@ _state = {}
 def library_path():
     import tensorflow as tf
 
-    with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read() + tf.__version__.encode()).hexdigest()[:12]
+    h = hashlib.sha256()
+    for src in SOURCES:
+        with open(src, "rb") as f:
+            h.update(f.read())
+    digest = hashlib.sha256(h.digest() + tf.__version__.encode()).hexdigest()[:12]
     return os.path.join(_DIR, f"_frames-{digest}.so")
 
 
 def build(quiet=False):
-    """Compile frames.cc into library_path() (atomically) unless it is there; returns the path.
+    """Compile SOURCES into library_path() (atomically) unless it is there; returns the path.
 
     Raises RuntimeError with the compiler's output when there is no compiler or it fails."""
     import tensorflow as tf
@@ -51,14 +54,14 @@ def build(quiet=False):
                            "frame-level reading falls back to tf's parser")
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=_DIR)
     os.close(fd)
-    cmd = [cxx, "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-Wno-deprecated-declarations", SOURCE,
+    cmd = [cxx, "-shared", "-fPIC", "-O3", "-ffp-contract=off", "-Wno-deprecated-declarations", *SOURCES,
            "-o", tmp, *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags()]
     if not quiet:
         print(f"building the native reader ops: {os.path.basename(path)} (~15 s)", file=sys.stderr)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
-            raise RuntimeError(f"compiling {SOURCE} failed ({' '.join(cmd)}):\n{done.stderr[-4000:]}")
+            raise RuntimeError(f"compiling {' '.join(SOURCES)} failed ({' '.join(cmd)}):\n{done.stderr[-4000:]}")
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
