@@ -94,13 +94,19 @@ def detect_format(files, allow_2017=False):
 
 
 def scan_file(path):
-    """Count the records of one TFRecord file, checking length and CRC: (count, error or None)."""
-    count = 0
+    """Count the records of one TFRecord file, checking length and CRC: (count, error or None).
+
+    Also flags a tail too short for a record header, which TFRecordDataset ends the file at silently."""
+    count, nbytes = 0, 0
     try:
-        for _ in tf.data.TFRecordDataset(str(path)).batch(1):
-            count += 1
+        for n in tf.data.TFRecordDataset(str(path)).map(tf.strings.length).batch(1):
+            count, nbytes = count + 1, nbytes + int(n[0]) + _FRAMING
     except tf.errors.OpError as e:
         return count, e.message.splitlines()[0]
+    size = tf.io.gfile.stat(str(path)).length
+    if nbytes != size:
+        return count, (f"{size - nbytes} bytes after the last whole record: the file ends inside a record "
+                       "header (truncated file)")
     return count, None
 
 
