@@ -17,6 +17,9 @@ Batches follow the README "Reader batches" contract. Choices made here:
   (found while reading, not by an extra pass; see records.record_stream).
 - start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
   run sees exactly the stream it would have seen; whole epochs are skipped by count, not read.
+- With yt8m_kit.native built (and not skip_bad, not remote paths), the stream carries each
+  record's place in its file and one native op per batch reads the records (records.cc); the
+  same records in the same order as TFRecordDataset, with both CRCs checked.
 Raw record streaming and format detection live in yt8m_kit.records, parsing, checks and decoding
 of a batch of records in yt8m_kit.parsing, sampling in yt8m_kit.sampling (re-exported here).
 """
