@@ -132,6 +132,11 @@ def test_sample_frames_stateless_sorted_and_real():
     for r in range(R):
         one, _ = data.sample_frames(frames, nf, ids, 20, seed=3, repeat_index=r)
         np.testing.assert_array_equal(tiled.numpy()[r::R], one)
+    # sample_repeats (inference's one-gather batch, repeat-major) == the R calls concatenated
+    fused, n = data.sample_repeats(frames, nf, ids, 20, 3, R)
+    want = tf.concat([data.sample_frames(frames, nf, ids, 20, seed=3, repeat_index=r)[0] for r in range(R)], 0)
+    np.testing.assert_array_equal(fused, want)
+    assert n.numpy().tolist() == [20] * (R * B)
 
 
 def test_sampled_dataset_reproducible_per_epoch_and_batch_independent(frame_data):

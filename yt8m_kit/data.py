@@ -34,7 +34,7 @@ from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.parsing import Checks, dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
 from yt8m_kit.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
                               read_records, record_stream, scan_file, split_key)
-from yt8m_kit.sampling import sample_frames, sample_indices  # noqa: F401
+from yt8m_kit.sampling import sample_frames, sample_indices, sample_repeats  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 PREFETCH = 2  # batches

@@ -140,15 +140,9 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
 
     @tf.function(input_signature=[frames_spec, count_spec, tf.TensorSpec([None], tf.string)])
     def repeats_step(frames, num_frames, ids):
-        # The R sub-samples of every video as one (R*B, K, D) batch, repeat-major, by one gather from
-        # the flattened frames: sample_frames per repeat then concat held the batch twice at its peak
-        # (R pieces and their concat: 2 x 422 MiB at B=32, R=10, K=300). The model runs once on R*B rows.
-        b, t = tf.shape(frames)[0], tf.shape(frames)[1]
-        rep = tf.repeat(tf.range(repeats, dtype=tf.int32), b)
-        idx = data_lib.sample_indices(tf.tile(num_frames, [repeats]), tf.tile(ids, [repeats]), num_samples, seed, rep)
-        rows = idx + (tf.tile(tf.range(b), [repeats]) * t)[:, None]
-        x = tf.gather(tf.reshape(frames, [-1, tf.shape(frames)[2]]), rows)
-        scores = run_frames({"frames": x, "num_frames": tf.fill([repeats * b], tf.constant(num_samples, tf.int32))})
+        b = tf.shape(frames)[0]
+        x, counts = data_lib.sample_repeats(frames, num_frames, ids, num_samples, seed, repeats)
+        scores = run_frames({"frames": x, "num_frames": counts})  # the model runs once on R*B rows
         return tf.reduce_mean(tf.reshape(scores, [repeats, b, -1]), axis=0)  # (B, C)
 
     if model_level_ == "video" and data_level == "video":

@@ -2,10 +2,10 @@
 
 tf's SequenceExample parser makes one heap string per frame (~450 a video) before anything is
 decoded; frames.cc instead finds where the frames sit in the serialized record and copies the
-sampled ones into the batch, and records.cc reads each batch's records from their files in one op (bench/README.md has the numbers). The ops are an accelerator, never
-a requirement: data.make_dataset uses them only for records of the regular layout every
-YouTube-8M file has and falls back to tf's parser (which also words any error) for the rest, or
-when the library is missing.
+sampled ones into the batch, and records.cc reads each batch's records from their files in one op
+(bench/README.md has the numbers). The ops are an accelerator, never a requirement:
+data.make_dataset uses them only for records of the regular layout every YouTube-8M file has and
+falls back to tf's parser (which also words any error) for the rest, or when the library is missing.
 
     python -m yt8m_kit.native          # build (make does it); needs g++ and the TensorFlow headers
     YT8M_NATIVE=0 python ...           # do not use it
