@@ -19,7 +19,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <vector>
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
@@ -31,7 +30,6 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/platform/env.h"
 #include "tensorflow/core/platform/file_system.h"
-#include "tensorflow/core/util/work_sharder.h"
 
 namespace {
 
@@ -174,57 +172,38 @@ class ReadRecordsOp : public OpKernel {
     const int64 B = where.dim_size(0), F = files.dim_size(0);
     auto names = files.flat<tstring>();
     auto fi = file_idx.flat<int32_t>();
+    auto ri = record_idx.flat<int64>();
     auto w = where.matrix<int64>();
     Tensor* out;
     OP_REQUIRES_OK(c, c->allocate_output(0, TensorShape({B}), &out));
     auto rec = out->flat<tstring>();
-    // Files opened per call, not kept: a file replaced between two datasets is never read through an
-    // old handle. Records read in parallel (reads in flight matter on a cold disk), then the first
-    // bad one in batch order is reported.
+    // Opened per call, not kept: a file replaced between two datasets is never read through an old handle.
     std::unordered_map<int32_t, std::unique_ptr<RandomAccessFile>> open;
-    std::vector<RandomAccessFile*> file(B, nullptr);
-    std::vector<int64> bad(B, 0);
-    std::vector<absl::Status> io(B);
     for (int64 b = 0; b < B; ++b) {
       OP_REQUIRES(c, fi(b) >= 0 && fi(b) < F, InvalidArgument("file index ", fi(b), " out of range"));
+      const std::string name(names(fi(b)));
       if (w(b, 0) < 0) {
-        bad[b] = -w(b, 0);
-        continue;
-      }
-      std::unique_ptr<RandomAccessFile>& f = open[fi(b)];
-      if (!f) OP_REQUIRES_OK(c, c->env()->NewRandomAccessFile(std::string(names(fi(b))), &f));
-      file[b] = f.get();
-    }
-    auto read = [&](int64 lo, int64 hi) {
-      for (int64 b = lo; b < hi; ++b) {
-        if (!file[b]) continue;
-        const uint64_t len = static_cast<uint64_t>(w(b, 1));
-        tstring& s = rec(b);
-        s.resize_uninitialized(len + 4);  // the payload, then its CRC: read straight into the batch
-        absl::string_view got;
-        absl::Status st = file[b]->Read(static_cast<uint64_t>(w(b, 0)), len + 4, &got, s.mdata());
-        if (got.size() < len + 4) {
-          if (!st.ok() && !absl::IsOutOfRange(st)) io[b] = st;
-          bad[b] = kShortRead;
-          continue;
-        }
-        if (got.data() != s.data()) std::memcpy(s.mdata(), got.data(), len + 4);
-        if (Masked(s.data(), len) != Le(s.data() + len, 4)) {
-          bad[b] = kPayloadCrc;
-          continue;
-        }
-        s.resize(len);
-      }
-    };
-    auto* workers = c->device()->tensorflow_cpu_worker_threads();
-    tensorflow::Shard(workers->num_threads, workers->workers, B, 1 << 20, read);
-    auto ri = record_idx.flat<int64>();
-    for (int64 b = 0; b < B; ++b) {
-      OP_REQUIRES_OK(c, io[b]);
-      if (bad[b]) {
-        c->SetStatus(Corrupt(std::string(names(fi(b))), ri(b), bad[b]));
+        c->SetStatus(Corrupt(name, ri(b), -w(b, 0)));
         return;
       }
+      std::unique_ptr<RandomAccessFile>& file = open[fi(b)];
+      if (!file) OP_REQUIRES_OK(c, c->env()->NewRandomAccessFile(name, &file));
+      const uint64_t len = static_cast<uint64_t>(w(b, 1));
+      tstring& s = rec(b);
+      s.resize_uninitialized(len + 4);  // the payload, then its CRC: read straight into the batch
+      absl::string_view got;
+      absl::Status st = file->Read(static_cast<uint64_t>(w(b, 0)), len + 4, &got, s.mdata());
+      if (got.size() < len + 4) {
+        OP_REQUIRES(c, st.ok() || absl::IsOutOfRange(st), st);
+        c->SetStatus(Corrupt(name, ri(b), kShortRead));
+        return;
+      }
+      if (got.data() != s.data()) std::memcpy(s.mdata(), got.data(), len + 4);
+      if (Masked(s.data(), len) != Le(s.data() + len, 4)) {
+        c->SetStatus(Corrupt(name, ri(b), kPayloadCrc));
+        return;
+      }
+      s.resize(len);
     }
   }
 };
