@@ -5,6 +5,8 @@ Fixtures (session-scoped, built once per test run):
   shards=2, classes=50, short videos): train-0000x-of-00002.tfrecord, validate-*, test-*.
 - video_data: the same at video level.
 - real_video_dir: Path to ../shared/data/yt8m_2018_video/validate (skips when absent).
+- ops: the loaded yt8m_kit.native op module (fails when a compiler is here but it is not built;
+  skips without a compiler).
 The summary dict returned by synth.generate is in `<dir>/summary.json`.
 """
 
@@ -52,3 +54,17 @@ def real_video_dir():
     if not REAL_VIDEO_DIR.is_dir() or not any(REAL_VIDEO_DIR.glob("*.tfrecord")):
         pytest.skip(f"real data not found at {REAL_VIDEO_DIR}")
     return REAL_VIDEO_DIR
+
+
+@pytest.fixture(scope="session")
+def ops():
+    import shutil
+
+    from yt8m_kit import native
+
+    if not native.available():
+        if shutil.which("g++") or shutil.which("c++"):
+            pytest.fail("a C++ compiler is here but the native reader is not built or does not load: "
+                        "`python -m yt8m_kit.native` (make test builds it)")
+        pytest.skip("no C++ compiler: the native reader cannot be built here")
+    return native.ops()

@@ -1,25 +1,14 @@
 """The native frame reader (yt8m_kit/native): the same batches as tf's parser, bit for bit, and the
 fallback to tf's parser for anything but the regular record layout."""
 
-import shutil
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import data, native, parsing, synth
+from yt8m_kit import data, parsing, synth
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.sampling import sample_base, sample_indices
-
-
-@pytest.fixture(scope="module")
-def ops():
-    if not native.available():
-        if shutil.which("g++") or shutil.which("c++"):
-            pytest.fail("a C++ compiler is here but the native reader is not built or does not load: "
-                        "`python -m yt8m_kit.native` (make test builds it)")
-        pytest.skip("no C++ compiler: the native reader cannot be built here")
-    return native.ops()
 
 
 def _batches(pattern, batch, **kw):

@@ -1,25 +1,15 @@
 """Native record reading (yt8m_kit/native/records.cc): the record index and the batch read give
 TFRecordDataset's records, keys and order, check both CRCs, and name the file and record at fault."""
 
-import shutil
 import struct
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import data, native, synth
+from yt8m_kit import data, synth
 from yt8m_kit.errors import DataError
 from yt8m_kit.records import read_records
-
-
-@pytest.fixture(scope="module")
-def ops():
-    if not native.available():
-        if shutil.which("g++") or shutil.which("c++"):
-            pytest.fail("a C++ compiler is here but the native library is not built: `python -m yt8m_kit.native`")
-        pytest.skip("no C++ compiler: the native ops cannot be built here")
-    return native.ops()
 
 
 def _offsets(path):
@@ -78,7 +68,7 @@ def _corrupt(src, dst, offset, cut=None):
     return dst
 
 
-def test_bad_records_stop_where_tfrecord_stops_naming_file_and_record(ops, frame_data, tmp_path):
+def test_bad_records_stop_where_tfrecord_stops_naming_file_and_record(ops, frame_data, tmp_path, monkeypatch):
     src = data.list_files(f"{frame_data}/train0000.tfrecord")[0]
     offs, n = _offsets(src), len(_offsets(src))
     cases = {  # name: (file, bad record, what the index says)
@@ -94,17 +84,14 @@ def test_bad_records_stop_where_tfrecord_stops_naming_file_and_record(ops, frame
         else:
             assert where.shape == (bad + 1, 2) and where[-1].tolist() == [code, offs[bad]], name
         for native_read in (True, False):
-            data.NATIVE_READ, saved = native_read, data.NATIVE_READ
+            monkeypatch.setattr(data, "NATIVE_READ", native_read)
+            got, e = [], None
             try:
-                got, e = [], None
-                try:
-                    for b in data.iterate(data.make_dataset(str(path), 2, frames="sample", num_samples=3)):
-                        got += b["id"].numpy().tolist()
-                except DataError as err:
-                    e = err
-                assert e is not None or (name == "short_header" and not native_read), (name, native_read)
-            finally:
-                data.NATIVE_READ = saved
+                for b in data.iterate(data.make_dataset(str(path), 2, frames="sample", num_samples=3)):
+                    got += b["id"].numpy().tolist()
+            except DataError as err:
+                e = err
+            assert e is not None or (name == "short_header" and not native_read), (name, native_read)
             if name == "short_header" and not native_read:
                 # TFRecordDataset (the fallback) ends a file silently at a tail shorter than a header;
                 # the native index does not, nor do scan_file and so `inspect` and skip_bad.
@@ -117,16 +104,13 @@ def test_bad_records_stop_where_tfrecord_stops_naming_file_and_record(ops, frame
             assert "corrupt record" in str(e) and "re-download the file" in str(e)
 
 
-def test_native_read_batches_equal_tfrecord_batches(ops, frame_data):
+def test_native_read_batches_equal_tfrecord_batches(ops, frame_data, monkeypatch):
     pattern = f"{frame_data}/train*.tfrecord"
     kw = dict(frames="sample", num_samples=20, quantized=True, shuffle=True, seed=2, epochs=2, start_example=17)
 
     def batches(native_read):
-        data.NATIVE_READ, saved = native_read, data.NATIVE_READ
-        try:
-            return [{k: v.numpy() for k, v in b.items()} for b in data.iterate(data.make_dataset(pattern, 8, **kw))]
-        finally:
-            data.NATIVE_READ = saved
+        monkeypatch.setattr(data, "NATIVE_READ", native_read)
+        return [{k: v.numpy() for k, v in b.items()} for b in data.iterate(data.make_dataset(pattern, 8, **kw))]
 
     a, b = batches(True), batches(False)
     assert len(a) == len(b) > 0

@@ -1,7 +1,8 @@
 """Reading raw YouTube-8M TFRecords: file lists, format detection, record counts, and the record stream.
 
 The readers (yt8m_kit.data) parse what this module streams: one record at a time, tagged by a single
-enumerate per file, batched (the only copy of a record) by the reader. bench/README.md has the
+enumerate per file, batched (the only copy of a record) by the reader; or, with the native ops,
+each record's place in its file, read a batch at a time by read_records. bench/README.md has the
 designs measured (blocks of records per file, rebatched, cost 30% more CPU than this).
 """
 

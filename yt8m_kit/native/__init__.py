@@ -35,7 +35,8 @@ def library_path():
     for src in SOURCES:
         with open(src, "rb") as f:
             h.update(f.read())
-    digest = hashlib.sha256(h.digest() + tf.__version__.encode()).hexdigest()[:12]
+    h.update(tf.__version__.encode())
+    digest = h.hexdigest()[:12]
     return os.path.join(_DIR, f"_frames-{digest}.so")
 
 
