@@ -5,7 +5,7 @@ Thin command line; the work is in yt8m_kit/infer.py.
 
 import sys
 
-from yt8m_kit.infer import main
+from yt8m_kit.kaggle.inference_job import main
 
 if __name__ == "__main__":
     sys.exit(main())

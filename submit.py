@@ -46,8 +46,8 @@ def build_parser():
 
 def parse_config(argv):
     from yt8m_kit.fileio import parse_size
-    from yt8m_kit.plan import PRECISIONS
-    from yt8m_kit.submit import SubmitConfig, default_valid
+    from yt8m_kit.ensemble.search import PRECISIONS
+    from yt8m_kit.ensemble.submit_job import SubmitConfig, default_valid
 
     args = build_parser().parse_args(argv)
     try:
@@ -73,7 +73,7 @@ def parse_config(argv):
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = parse_config(argv)
-    from yt8m_kit.submit import run_submit
+    from yt8m_kit.ensemble.submit_job import run_submit
 
     result = run_submit(config)
     print(f"wrote {os.path.join(config.out, result['artifact'])} ({result['artifact_bytes']} bytes, "

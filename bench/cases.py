@@ -20,7 +20,9 @@ def bench_reader(s, runs, work):
     """Frame-level records -> model-ready batches (the trainer's reader) vs raw record reading."""
     import tensorflow as tf
 
-    from yt8m_kit import data, native, synth
+    from yt8m_kit.data import dataset as data
+    from yt8m_kit.data import native
+    from yt8m_kit.data import synth
 
     out = os.path.join(work, "reader")
     synth.generate(out, "frame", s["reader_videos"], seed=0, shards=4, max_frames=s["reader_max_frames"],
@@ -97,25 +99,28 @@ def _frame_batch(batch, frames, seed=0):
 
 
 def bench_train(s, runs, peak):
-    """Training steps (yt8m_kit.train's step: forward, BCE, gradients, clipping, Adam) per model."""
+    """Training steps (yt8m_kit.train.loop's step: forward, BCE, gradients, clipping, Adam) per model."""
     import keras
     import tensorflow as tf
 
-    from yt8m_kit import NUM_CLASSES, train
+    from yt8m_kit import NUM_CLASSES
+    from yt8m_kit.train import trainer
+    from yt8m_kit.train.config import TrainConfig, resolve_xla
+    from yt8m_kit.train.loop import make_train_step
 
     results = {}
     batch, frames, steps = s["train_batch"], s["train_frames"], s["train_steps"]
     inputs = _frame_batch(batch, frames)
     labels = tf.cast(tf.random.uniform((batch, NUM_CLASSES)) < 3 / NUM_CLASSES, tf.float32)
     for name in s["train_models"]:
-        xla = train.resolve_xla(name, None if s["train_xla"] == "registered" else s["train_xla"] in ("1", "true", "yes"),
+        xla = resolve_xla(name, None if s["train_xla"] == "registered" else s["train_xla"] in ("1", "true", "yes"),
                                 "default")
         log(f"train: {name} (batch {batch}, {frames} frames, {steps} step(s) per run, xla {xla})")
-        config = train.TrainConfig(model=name, train="", out="", steps=1, batch_size=batch, frames=frames, xla=xla,
+        config = TrainConfig(model=name, train="", out="", steps=1, batch_size=batch, frames=frames, xla=xla,
                                    precision=s["train_precision"])
         strategy = tf.distribute.get_strategy()
-        model, optimizer = train.build(config, strategy)
-        step = train.make_train_step(strategy, model, optimizer, config)
+        model, optimizer = trainer.build(config, strategy)
+        step = make_train_step(strategy, model, optimizer, config)
         flops = train_flops(model, frames)
 
         def run():
@@ -141,7 +146,8 @@ def bench_inference(s, runs, peaks, work):
     """The one-graph ensemble through predict.make_step (fused repeats), plus peak memory."""
     import keras
 
-    from yt8m_kit import ensemble, predict
+    from yt8m_kit.ensemble import artifact as ensemble
+    from yt8m_kit.evaluate import predict_loop as predict
 
     precision, batch, repeats, frames = s["infer_precision"], s["infer_batch"], s["infer_repeats"], s["infer_frames"]
     specs = [{"model": m, "overrides": {}, "precision": precision, "run": m} for m in s["infer_models"]]
@@ -201,7 +207,8 @@ def synthetic_candidates(n_videos, seed=0):
     """Six runs x three precisions with paper sizes and correlated synthetic scores (N, 3862)."""
     import numpy as np
 
-    from yt8m_kit import NUM_CLASSES, plan
+    from yt8m_kit import NUM_CLASSES
+    from yt8m_kit.ensemble import search as plan
     from yt8m_kit.models import model_info
 
     rng = np.random.default_rng(seed)
@@ -224,7 +231,7 @@ def synthetic_candidates(n_videos, seed=0):
 
 def bench_plan(s, runs):
     """plan.SubsetGap preparation + plan.search (exhaustive, 4,095 plans scored if in budget)."""
-    from yt8m_kit import plan
+    from yt8m_kit.ensemble import search as plan
     from yt8m_kit.fileio import parse_size
 
     cands, scores, indptr, indices = synthetic_candidates(s["plan_videos"])

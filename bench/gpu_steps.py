@@ -3,7 +3,7 @@
 make_train_step is the trainer's step (stateless_call, BCE loss, jax.value_and_grad, global-norm
 clip, optimizer.stateless_apply) jitted over an explicit state; make_infer_step averages R repeats
 per video; synthetic_batch makes the inputs; count_flops reads bench/flops.py's analytic counts.
-tests/test_backends.py checks these against yt8m_kit.train under TensorFlow.
+tests/test_backends.py checks these against yt8m_kit.train.loop under TensorFlow.
 """
 
 import functools
@@ -15,13 +15,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from yt8m_kit import FEATURE_DIM, NUM_CLASSES, features  # noqa: E402
+from yt8m_kit import FEATURE_DIM, NUM_CLASSES
+from yt8m_kit.data import quantization as features  # noqa: E402
 
-LR, CLIP_NORM = 2e-4, 1.0  # Tang et al.; yt8m_kit.train's defaults
+LR, CLIP_NORM = 2e-4, 1.0  # Tang et al.; yt8m_kit.train.config defaults
 
 
 def bce_loss(labels, probs, eps=1e-6):
-    """yt8m_kit.train.cross_entropy averaged over the batch: (B, C) multi-hot, (B, C) probs -> ()."""
+    """yt8m_kit.train.loop.cross_entropy averaged over the batch: (B, C) multi-hot, (B, C) probs -> ()."""
     from keras import ops
 
     p = ops.clip(ops.cast(probs, "float32"), eps, 1.0 - eps)

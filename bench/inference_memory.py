@@ -3,7 +3,7 @@
     python bench/inference_memory.py                       # full check: 1000 vs 20000 videos
     python bench/inference_memory.py --videos 500 2000     # small scale (a few minutes on 2 cores)
 
-For each N it generates N frame-level test videos (yt8m_kit.synth), saves a randomly
+For each N it generates N frame-level test videos (yt8m_kit.data.synth), saves a randomly
 initialised tiny model as a checkpoint, runs the real command
 `python inference.py --model CKPT --input DIR/test*.tfrecord --repeats R` in a fresh process,
 and reads that process's peak RSS (VmHWM, polled from /proc while it runs). Pass when the
@@ -27,7 +27,7 @@ from yt8m_kit.fileio import atomic_open  # noqa: E402
 
 
 def make_data(out_dir, videos, *, max_frames, videos_per_shard, seed):
-    from yt8m_kit import synth
+    from yt8m_kit.data import synth
 
     shards = max(1, -(-videos // videos_per_shard))
     synth.generate(out_dir, "frame", videos, seed=seed, shards=shards, max_frames=max_frames,
@@ -36,7 +36,7 @@ def make_data(out_dir, videos, *, max_frames, videos_per_shard, seed):
 
 
 def make_checkpoint(run_dir, model):
-    from yt8m_kit.checkpoint import save_checkpoint
+    from yt8m_kit.train.checkpoint import save_checkpoint
     from yt8m_kit.models import create_model, model_info
 
     save_checkpoint(run_dir, 1, create_model(model),

@@ -2,7 +2,7 @@
 
     python bench/reader_variants.py [--videos 1000] [--runs 5]
 
-Not part of the toolkit: this records why yt8m_kit.data reads the way it does (bench/README.md,
+Not part of the toolkit: this records why yt8m_kit.data.dataset reads the way it does (bench/README.md,
 "What helped, and what did not"). All variants read the same real-size generated records
 (synth min_frames=120, max_frames=330: ~225 frames, ~263 KB a video, as the real data) and
 produce the trainer's batch (64 videos x 300 sampled frames x 1152), checked equal to the
@@ -32,8 +32,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from yt8m_kit import MAX_FRAMES, data, parsing, synth  # noqa: E402
-from yt8m_kit.sampling import sample_indices  # noqa: E402
+from yt8m_kit import MAX_FRAMES
+from yt8m_kit.data import dataset as data
+from yt8m_kit.data import parsing
+from yt8m_kit.data import synth  # noqa: E402
+from yt8m_kit.data.sampling import sample_indices  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 

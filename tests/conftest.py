@@ -5,7 +5,7 @@ Fixtures (session-scoped, built once per test run):
   shards=2, classes=50, short videos): train-0000x-of-00002.tfrecord, validate-*, test-*.
 - video_data: the same at video level.
 - real_video_dir: Path to ../shared/data/yt8m_2018_video/validate (skips when absent).
-- ops: the loaded yt8m_kit.native op module (fails when a compiler is here but it is not built;
+- ops: the loaded yt8m_kit.data.native op module (fails when a compiler is here but it is not built;
   skips without a compiler).
 The summary dict returned by synth.generate is in `<dir>/summary.json`.
 """
@@ -28,7 +28,7 @@ FIXTURE_MAX_FRAMES = 40
 
 
 def _generate(tmp_path_factory, level):
-    from yt8m_kit import synth
+    from yt8m_kit.data import synth
 
     out = tmp_path_factory.mktemp(f"synth_{level}")
     synth.generate(out, level, FIXTURE_VIDEOS, seed=0, shards=2, classes=FIXTURE_CLASSES,
@@ -60,7 +60,7 @@ def real_video_dir():
 def ops():
     import shutil
 
-    from yt8m_kit import native
+    from yt8m_kit.data import native
 
     if not native.available():
         if shutil.which("g++") or shutil.which("c++"):

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from yt8m_kit import average
-from yt8m_kit import checkpoint as ck
+from yt8m_kit.train import averaging as average
+from yt8m_kit.train import checkpoint as ck
 from yt8m_kit.errors import ConfigError
 
 OVERRIDES = {"hidden": [16], "experts": 1}  # batch norm on: moving statistics must be averaged too

@@ -66,7 +66,9 @@ def tensorflow_side(work):
     import keras
     import tensorflow as tf
 
-    from yt8m_kit import train
+    from yt8m_kit.train import trainer
+    from yt8m_kit.train.config import TrainConfig
+    from yt8m_kit.train.loop import cross_entropy, make_train_step
     from yt8m_kit.models import create_model, model_info
 
     assert keras.backend.backend() == "tensorflow"
@@ -80,15 +82,15 @@ def tensorflow_side(work):
         outputs[key] = model(model_inputs(data, model_info(name)["level"]), training=False).numpy()
         keras.backend.clear_session()
     # The trainer's own model, optimizer and step (forward, BCE, global-norm clip, Adam).
-    config = train.TrainConfig(model=GRAD_MODEL, train="", out="", steps=1, batch_size=B, frames=T)
+    config = TrainConfig(model=GRAD_MODEL, train="", out="", steps=1, batch_size=B, frames=T)
     strategy = tf.distribute.get_strategy()
-    model, optimizer = train.build(config, strategy)
+    model, optimizer = trainer.build(config, strategy)
     model.save_weights(str(work / "grad.weights.h5"))
     x, labels = model_inputs(data, "frame"), tf.constant(data["labels"])
     with tf.GradientTape() as tape:
-        loss = tf.reduce_mean(train.cross_entropy(labels, model(x, training=True)))
+        loss = tf.reduce_mean(cross_entropy(labels, model(x, training=True)))
     grads = tape.gradient(loss, model.trainable_variables)
-    step_loss = train.make_train_step(strategy, model, optimizer, config)(x, labels)
+    step_loss = make_train_step(strategy, model, optimizer, config)(x, labels)
     grad = {"loss": float(loss), "step_loss": float(step_loss),
             "grads": {v.path: g.numpy() for v, g in zip(model.trainable_variables, grads)},
             "updated": {v.path: v.numpy() for v in model.trainable_variables}}

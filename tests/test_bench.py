@@ -137,7 +137,7 @@ def test_bad_set_is_a_clear_error(capsys):
 
 def test_reader_variants_match_the_reader_and_reject_irregular_layouts(tmp_path, capsys):
     import reader_variants
-    from yt8m_kit import synth
+    from yt8m_kit.data import synth
 
     reader_variants.main(["--videos", "12", "--runs", "1"])  # asserts every variant's frames equal the reader's
     out = capsys.readouterr().out

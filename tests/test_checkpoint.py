@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from yt8m_kit import NUM_CLASSES
-from yt8m_kit import checkpoint as ck
+from yt8m_kit.train import checkpoint as ck
 from yt8m_kit.errors import ConfigError, DataError
-from yt8m_kit.predictions import PredictionWriter, load_predictions, read_attrs, save_predictions
+from yt8m_kit.evaluate.prediction_files import PredictionWriter, load_predictions, read_attrs, save_predictions
 
 # A small video-level model with batch norm (non-trainable weights) and dropout (a seed
 # generator, a variable that save_weights skips).

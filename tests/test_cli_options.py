@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import evaluate, infer, submission, synth, train
-from yt8m_kit import ids as ids_lib
-from yt8m_kit.submission import CsvWriter, IdSet, id_fingerprints, validate_csv
+from yt8m_kit.evaluate import cli as evaluate
+from yt8m_kit.kaggle import inference_job as infer
+from yt8m_kit.kaggle import submission_csv as submission
+from yt8m_kit.data import synth
+from yt8m_kit.train import cli as train
+from yt8m_kit.data import ids as ids_lib
+from yt8m_kit.kaggle.submission_csv import CsvWriter, IdSet, id_fingerprints, validate_csv
 
 FRAME_MODEL, VIDEO_MODEL = "soft_bof_4k_tiny", "video_logistic"
 N = 12  # videos per file
@@ -72,7 +76,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def frame_ckpt(files):
-    from yt8m_kit.checkpoint import save_checkpoint
+    from yt8m_kit.train.checkpoint import save_checkpoint
     from yt8m_kit.models import create_model
 
     run_dir = files["dir"] / "frame_run"

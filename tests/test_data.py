@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import data, synth
+from yt8m_kit.data import dataset as data
+from yt8m_kit.data import synth
 from yt8m_kit.errors import ConfigError, DataError
 
 
@@ -55,7 +56,7 @@ def test_list_files_sorted_comma_and_error(frame_data):
 
 
 def test_real_video_shards_exact(real_video_dir):
-    from yt8m_kit.inspect import inspect_files
+    from yt8m_kit.data.inspect import inspect_files
 
     files = sorted(real_video_dir.glob("*.tfrecord"))[:3]
     pattern = ",".join(map(str, files))
@@ -239,7 +240,7 @@ def test_skip_bad_on_clean_data_gives_the_same_batches(frame_data, kw):
 def test_skip_bad_finds_corrupt_tails_while_reading(frame_data, tmp_path, monkeypatch):
     """No scan before reading (a whole extra pass over the data): the bytes read are checked against
     each file's size at its end; good files are never scanned, resume counts the readable prefixes."""
-    from yt8m_kit import records
+    from yt8m_kit.data import records
 
     src = data.list_files(f"{frame_data}/train*.tfrecord")
     offs = _offsets(src[0])

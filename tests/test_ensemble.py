@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from yt8m_kit import ensemble as E
-from yt8m_kit import quantize as Q
+from yt8m_kit.ensemble import artifact as E
+from yt8m_kit.ensemble import precision as Q
 from yt8m_kit.models import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,10 +87,10 @@ def test_ensemble_is_the_mean_of_its_members_and_loads_in_a_new_process(members,
     stored = sum(layer.stored_bytes() for layer in E.ensemble_members(ens))
     assert stored <= size <= stored + 64 * 1024  # the file is the stored arrays plus headers
     np.savez(tmp_path / "batch.npz", **batch)
-    code = ("import sys, numpy as np; from yt8m_kit.ensemble import load_ensemble; "
+    code = ("import sys, numpy as np; from yt8m_kit.ensemble.artifact import load_ensemble; "
             "m = load_ensemble(sys.argv[1]); b = dict(np.load(sys.argv[2])); "
             "np.save(sys.argv[3], m.predict(b, verbose=0)); "
-            "print(*[l.precision for l in __import__('yt8m_kit.ensemble').ensemble.ensemble_members(m)])")
+            "print(*[l.precision for l in __import__('yt8m_kit.ensemble.artifact').ensemble.artifact.ensemble_members(m)])")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     proc = subprocess.run([sys.executable, "-c", code, str(path), str(tmp_path / "batch.npz"),
                            str(tmp_path / "out.npy")], capture_output=True, text=True, env=env, cwd=REPO)
@@ -133,7 +133,7 @@ def test_member_bytes_are_the_bytes_written(tmp_path):
 
     import h5py
 
-    from yt8m_kit import ensemble as E
+    from yt8m_kit.ensemble import artifact as E
 
     bias = np.linspace(-1, 1, 7724).astype(np.float32)  # a 1-D tensor big enough for int8: one scale
     assert Q.storage_bytes([bias], "int8") == bias.size + 4

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from yt8m_kit.errors import DataError
-from yt8m_kit.evaluate import evaluate_csv, main
-from yt8m_kit.metrics import Evaluator, top_k
-from yt8m_kit.submission import CsvWriter
+from yt8m_kit.evaluate.cli import evaluate_csv, main
+from yt8m_kit.evaluate.metrics import Evaluator, top_k
+from yt8m_kit.kaggle.submission_csv import CsvWriter
 
 NUM_VIDEOS, CLASSES = 30, 12
 
@@ -133,7 +133,7 @@ def test_checkpoint_mode_delegates(monkeypatch, capsys):
         calls.append((checkpoint, data, repeats, seed, batch_size, save_predictions))
         return {"gap": 0.5, "hit_at_1": 0.6, "perr": 0.4, "map": 0.3, "videos": 7}
 
-    monkeypatch.setitem(sys.modules, "yt8m_kit.predict",
+    monkeypatch.setitem(sys.modules, "yt8m_kit.evaluate.predict_loop",
                         types.SimpleNamespace(evaluate_checkpoint=evaluate_checkpoint))
     got = run_json(capsys, ["--checkpoint", "run/ckpt-1", "--data", "v*.tfrecord", "--repeats", "5",
                             "--seed", "3", "--batch-size", "16", "--save-predictions", "p.h5", "--json"])
@@ -142,7 +142,7 @@ def test_checkpoint_mode_delegates(monkeypatch, capsys):
 
 
 def test_real_shard_perfect_and_empty(real_video_dir):
-    from yt8m_kit.data import read_ids_and_labels
+    from yt8m_kit.data.dataset import read_ids_and_labels
 
     ids, labels = read_ids_and_labels(str(real_video_dir / "validate0000.tfrecord"))
     assert len(ids) > 100

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from kaggle_stub import SUBMISSION_REF, KaggleStub, point_kaggle_at
-from yt8m_kit import infer, merge
+from yt8m_kit.kaggle import inference_job as infer
+from yt8m_kit.kaggle import merge
 from yt8m_kit.errors import ConfigError
 
 MODEL = "soft_bof_4k_tiny"
@@ -16,7 +17,7 @@ FAST = ["--num-samples", "8", "--batch-size", "32", "--quiet"]
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from yt8m_kit.checkpoint import save_checkpoint
+    from yt8m_kit.train.checkpoint import save_checkpoint
     from yt8m_kit.models import create_model
 
     out = tmp_path_factory.mktemp("infer_run") / "run"
@@ -180,8 +181,8 @@ def test_help_and_artifact_errors(tmp_path, capsys):
 
 
 def test_ensemble_artifact_gives_the_members_scores(run_dir, test_glob, tmp_path, capsys):
-    from yt8m_kit.checkpoint import load_model
-    from yt8m_kit.ensemble import build_ensemble, save_ensemble
+    from yt8m_kit.train.checkpoint import load_model
+    from yt8m_kit.ensemble.artifact import build_ensemble, save_ensemble
 
     model, _ = load_model(run_dir)
     out_dir = tmp_path / "submission"

@@ -3,8 +3,8 @@
 import json
 import struct
 
-from yt8m_kit import data
-from yt8m_kit.inspect import inspect_files, main
+from yt8m_kit.data import dataset as data
+from yt8m_kit.data.inspect import inspect_files, main
 
 
 def test_inspect_generated_frame_data(frame_data, capsys):

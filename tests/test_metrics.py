@@ -1,4 +1,4 @@
-"""yt8m_kit.metrics against an independent, slow, plain-Python reference of DESIGN section 3."""
+"""yt8m_kit.evaluate.metrics against an independent, slow, plain-Python reference of DESIGN section 3."""
 
 import heapq
 import random
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from yt8m_kit.errors import DataError
-from yt8m_kit.metrics import Evaluator, official_ap, top_k
+from yt8m_kit.evaluate.metrics import Evaluator, official_ap, top_k
 
 
 # ---- the reference: plain loops, written from DESIGN section 3 and the official tie rule ----------
@@ -239,6 +239,6 @@ def test_bad_inputs_raise_data_errors():
 
 @pytest.mark.parametrize("n", [1, 2, 63, 64, 65, 255, 1000, 4097, 8192, 20011, 131072])
 def test_fast_shuffle_is_python_random_sample(n):
-    from yt8m_kit.metrics import _official_shuffle
+    from yt8m_kit.evaluate.metrics import _official_shuffle
 
     assert _official_shuffle(n).tolist() == random.Random(0).sample(range(n), n)

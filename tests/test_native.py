@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import data, parsing, synth
+from yt8m_kit.data import dataset as data
+from yt8m_kit.data import parsing
+from yt8m_kit.data import synth
 from yt8m_kit.errors import ConfigError, DataError
-from yt8m_kit.sampling import sample_base, sample_indices
+from yt8m_kit.data.sampling import sample_base, sample_indices
 
 
 def _batches(pattern, batch, **kw):
@@ -156,18 +158,19 @@ def test_trainer_reads_uint8_and_its_step_dequantises(frame_data):
     (same loss, same updated weights): the step dequantises, bit for bit."""
     import keras
 
-    from yt8m_kit import train
-    from yt8m_kit.train_loop import make_train_dataset
+    from yt8m_kit.train import trainer
+    from yt8m_kit.train.config import TrainConfig
+    from yt8m_kit.train.loop import make_train_dataset, make_train_step
 
-    config = train.TrainConfig(model="netvlad_tiny", train=f"{frame_data}/train*.tfrecord", out="", steps=1,
+    config = TrainConfig(model="netvlad_tiny", train=f"{frame_data}/train*.tfrecord", out="", steps=1,
                                batch_size=6, frames=5, seed=2)
     inputs, labels = next(iter(make_train_dataset(config, "frame", start_example=0)))
     assert inputs["frames"].dtype == tf.uint8 and inputs["frames"].shape[1:] == (5, 1152)
     results = []
     for x in (inputs, dict(inputs, frames=data.dequantize(inputs["frames"]))):
         strategy = tf.distribute.get_strategy()
-        model, optimizer = train.build(config, strategy)
-        loss = train.make_train_step(strategy, model, optimizer, config)(x, labels)
+        model, optimizer = trainer.build(config, strategy)
+        loss = make_train_step(strategy, model, optimizer, config)(x, labels)
         results.append((float(loss), [v.numpy() for v in model.trainable_variables]))
         keras.backend.clear_session()
     assert results[0][0] == results[1][0]

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import data, synth
+from yt8m_kit.data import dataset as data
+from yt8m_kit.data import synth
 from yt8m_kit.errors import DataError
-from yt8m_kit.records import read_records
+from yt8m_kit.data.records import read_records
 
 
 def _offsets(path):

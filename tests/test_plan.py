@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from yt8m_kit import plan as P
+from yt8m_kit.ensemble import search as P
 
 
 def naive_gap(scores, labels, k=20):
@@ -40,7 +40,7 @@ def test_gap_matches_naive_and_metrics_module():
     expected = naive_gap(scores[0], labels)
     assert 0.05 < expected < 0.95
     assert P.gap_at_k(scores[0], indptr, indices) == pytest.approx(expected, abs=1e-9)
-    metrics = pytest.importorskip("yt8m_kit.metrics")
+    metrics = pytest.importorskip("yt8m_kit.evaluate.metrics")
     ev = metrics.Evaluator(num_classes=scores[0].shape[1])
     multihot = np.zeros_like(scores[0])
     for i, t in enumerate(labels):
@@ -153,7 +153,7 @@ def test_explain_and_pareto():
     best, _, _ = P.search(cands, lambda m: gap[m], budget=450)
     why = P.explain(cands, best, lambda m: gap[m], 450)
     assert best.members == (3,) and "exceeds the budget" in why["a"]
-    from yt8m_kit.submit import format_tables
+    from yt8m_kit.ensemble.submit_job import format_tables
 
     text = format_tables(cands, best, why, 450)
     assert "dropped" in text and "exceeds the budget" in text

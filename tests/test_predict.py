@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m_kit import NUM_CLASSES, data
+from yt8m_kit import NUM_CLASSES
+from yt8m_kit.data import dataset as data
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.predict import (evaluate_checkpoint, masked_mean, model_level, parse_shard,
+from yt8m_kit.evaluate.predict_loop import (evaluate_checkpoint, masked_mean, model_level, parse_shard,
                               predict_batches, shard_files)
 
 NUM_SAMPLES = 6  # small sub-samples: the fixture's videos have up to 40 frames
@@ -151,10 +152,10 @@ def test_shards_split_videos_exactly_once(frame_model, frame_data):
 
 
 def test_evaluate_checkpoint_matches_direct_scoring(frame_data, tmp_path):
-    from yt8m_kit.checkpoint import save_checkpoint
-    from yt8m_kit.metrics import Evaluator
+    from yt8m_kit.train.checkpoint import save_checkpoint
+    from yt8m_kit.evaluate.metrics import Evaluator
     from yt8m_kit.models import create_model, list_models
-    from yt8m_kit.predictions import load_predictions
+    from yt8m_kit.evaluate.prediction_files import load_predictions
 
     name = "soft_bof_4k_tiny" if "soft_bof_4k_tiny" in list_models() else list_models("*_tiny")[0]
     model = create_model(name)
@@ -178,8 +179,8 @@ def test_evaluate_checkpoint_matches_direct_scoring(frame_data, tmp_path):
 def test_xla_step_matches_and_is_opt_in(frame_data, monkeypatch):
     """xla=True wraps the model call in a jit-compiled function (one graph for a whole ensemble),
     with the uncompiled scores; the default stays uncompiled (XLA doubles the peak memory)."""
-    from yt8m_kit import ensemble
-    from yt8m_kit.predict import make_step
+    from yt8m_kit.ensemble import artifact as ensemble
+    from yt8m_kit.evaluate.predict_loop import make_step
 
     small = {"num_clusters": 16, "hidden_size": 8}
     model = ensemble.build_ensemble([{"model": "soft_bof_4k", "overrides": small, "precision": "float32", "run": "a"},

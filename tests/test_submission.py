@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from yt8m_kit.errors import DataError
-from yt8m_kit.metrics import top_k
-from yt8m_kit.submission import CsvWriter, format_row, merge_csvs, read_csv, validate_csv
+from yt8m_kit.evaluate.metrics import top_k
+from yt8m_kit.kaggle.submission_csv import CsvWriter, format_row, merge_csvs, read_csv, validate_csv
 
 HEADER = "VideoId,LabelConfidencePairs\n"
 

@@ -10,8 +10,8 @@ import keras
 import pytest
 
 import submit as submit_cli
-from yt8m_kit import checkpoint as ckpt_lib
-from yt8m_kit import submit as S
+from yt8m_kit.train import checkpoint as ckpt_lib
+from yt8m_kit.ensemble import submit_job as S
 from yt8m_kit.models import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,8 +74,8 @@ def test_generous_budget_writes_everything(big):
 
 def test_fresh_process_load_reproduces_the_plan_gap(big):
     cfg, result, _, _ = big
-    code = ("import sys; from yt8m_kit.ensemble import load_ensemble; from yt8m_kit.predict import predict_batches; "
-            "from yt8m_kit.plan import gap_at_k; import numpy as np\n"
+    code = ("import sys; from yt8m_kit.ensemble.artifact import load_ensemble; from yt8m_kit.evaluate.predict_loop import predict_batches; "
+            "from yt8m_kit.ensemble.search import gap_at_k; import numpy as np\n"
             "m = load_ensemble(sys.argv[1]); s, l = [], []\n"
             "for ids, scores, labels in predict_batches(m, sys.argv[2]): s.append(scores); l.append(labels)\n"
             "s, l = np.concatenate(s), np.concatenate(l); nz = [np.flatnonzero(r) for r in l]\n"
@@ -145,7 +145,7 @@ def test_size_is_checked_after_writing(big, runs, frame_data, tmp_path, monkeypa
 def test_default_valid_comes_from_the_runs(tmp_path, monkeypatch):
     import json as _json
 
-    from yt8m_kit import submit as submit_lib
+    from yt8m_kit.ensemble import submit_job as submit_lib
     from yt8m_kit.errors import ConfigError as _ConfigError
 
     runs = []

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import synth
+from yt8m_kit.data import synth
 
 
 def _records(files):
@@ -81,7 +81,7 @@ def test_min_frames_gives_uniform_real_size_lengths(tmp_path):
 
 def test_structure_is_learnable_by_a_centroid(video_data):
     """A per-class centroid on train beats chance clearly on validate: there is signal to learn."""
-    from yt8m_kit import data
+    from yt8m_kit.data import dataset as data
 
     def load(split):
         out = [b for b in data.iterate(data.make_dataset(f"{video_data}/{split}*.tfrecord", 64))]

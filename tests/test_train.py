@@ -14,8 +14,11 @@ import h5py
 import numpy as np
 import pytest
 
-from yt8m_kit import average, train
-from yt8m_kit import checkpoint as ck
+from yt8m_kit.train import averaging as average
+from yt8m_kit.train import cli as train_cli
+from yt8m_kit.train.config import TrainConfig
+from yt8m_kit.train.trainer import train
+from yt8m_kit.train import checkpoint as ck
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = "gru_tiny"  # has dropout: its seed-generator state must survive the resume too
@@ -51,11 +54,11 @@ def assert_complete(run_dir):
 
 
 def run_in_process(cmd):
-    """`python -m yt8m_kit.train ARGS` through train.main(ARGS) here: the same command without
+    """`python -m yt8m_kit.train ARGS` through train_cli.main(ARGS) here: the same command without
     another TensorFlow start-up (~10 s on a busy 2-core machine). Returns its result JSON."""
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert train.main(cmd[3:]) == 0
+        assert train_cli.main(cmd[3:]) == 0
     return json.loads(buf.getvalue().splitlines()[-1])
 
 
@@ -128,14 +131,14 @@ def logged_tags(log_dir):
 
 def test_rerun_with_other_config_is_refused(runs, frame_data, capsys):
     argv = train_cmd(frame_data, runs["whole"])[3:]
-    assert train.main(argv + ["--lr", "1e-3"]) == 2
+    assert train_cli.main(argv + ["--lr", "1e-3"]) == 2
     err = capsys.readouterr().err
     from yt8m_kit.models import model_info
 
     lr0 = model_info(MODEL)["train"].get("lr", 2e-4)  # the model's registered rate, used by default
     assert f"train.lr ({lr0} -> 0.001)" in err and "new --out" in err
     bs = argv.index("--batch-size")
-    assert train.main(argv[:bs + 1] + ["16"] + argv[bs + 2:] + ["--set", "units=32"]) == 2
+    assert train_cli.main(argv[:bs + 1] + ["16"] + argv[bs + 2:] + ["--set", "units=32"]) == 2
     err = capsys.readouterr().err
     assert "train.batch_size (8 -> 16)" in err and "overrides.units" in err
     # A longer --steps is not a different run: it continues (here: from the final step).
@@ -158,25 +161,25 @@ def test_average_last_k_of_a_run(runs):
 
 def test_refusals_before_any_training(frame_data, video_data, tmp_path, capsys):
     base = ["--train", str(frame_data / "train*.tfrecord"), "--steps", "2", "--no-progress"]
-    assert train.main(["--model", MODEL, "--out", str(tmp_path / "a"), "--precision", "bfloat16"] + base) == 2
+    assert train_cli.main(["--model", MODEL, "--out", str(tmp_path / "a"), "--precision", "bfloat16"] + base) == 2
     assert "beta_2" in capsys.readouterr().err
-    assert train.main(["--model", MODEL, "--out", str(tmp_path / "b"), "--set", "dtype=bfloat16"] + base) == 2
+    assert train_cli.main(["--model", MODEL, "--out", str(tmp_path / "b"), "--set", "dtype=bfloat16"] + base) == 2
     assert "mixed_bfloat16" in capsys.readouterr().err
-    assert train.main(["--model", "video_logistic", "--out", str(tmp_path / "c")] + base) == 2
+    assert train_cli.main(["--model", "video_logistic", "--out", str(tmp_path / "c")] + base) == 2
     assert "video level" in capsys.readouterr().err
-    assert train.main(["--model", MODEL, "--out", str(tmp_path / "d"), "--strategy", "multi_worker"] + base) == 2
+    assert train_cli.main(["--model", MODEL, "--out", str(tmp_path / "d"), "--strategy", "multi_worker"] + base) == 2
     assert "TF_CONFIG" in capsys.readouterr().err
-    assert train.main(["--model", MODEL, "--out", str(tmp_path / "e"), "--set", "bogus=3"] + base) == 2
+    assert train_cli.main(["--model", MODEL, "--out", str(tmp_path / "e"), "--set", "bogus=3"] + base) == 2
     assert "unknown override(s) ['bogus']" in capsys.readouterr().err
     assert not list(tmp_path.glob("*/ckpt-*")) and not list(tmp_path.glob("*/run.json"))
 
 
 def test_mirrored_strategy_mixed_bfloat16_epochs(frame_data, tmp_path):
-    config = train.TrainConfig(model="soft_bof_4k_tiny", train=str(frame_data / "train*.tfrecord"),
+    config = TrainConfig(model="soft_bof_4k_tiny", train=str(frame_data / "train*.tfrecord"),
                                out=str(tmp_path / "run"), epochs=0.2, batch_size=8, frames=8,
                                checkpoint_every=2, strategy="mirrored", precision="mixed_bfloat16",
                                valid=str(frame_data / "validate*.tfrecord"), progress=False)
-    result = train.train(config)
+    result = train(config)
     assert result.step == 3  # ceil(0.2 * 120 videos / 8)
     assert np.isfinite(result.loss) and 0.0 <= result.valid["gap"] <= 1.0
     assert [s for s, _ in ck.list_checkpoints(tmp_path / "run")] == [2, 3]
@@ -189,7 +192,7 @@ def test_mirrored_strategy_mixed_bfloat16_epochs(frame_data, tmp_path):
 
 
 def test_video_level_model_on_video_data_with_xla(video_data, tmp_path):
-    result = train.train(train.TrainConfig(
+    result = train(TrainConfig(
         model="video_moe", overrides={"num_experts": 1}, train=str(video_data / "train*.tfrecord"),
         valid=str(video_data / "validate*.tfrecord"), out=str(tmp_path / "v"), steps=3, batch_size=16,
         checkpoint_every=3, xla=True, progress=False))

@@ -4,7 +4,7 @@ import pytest
 
 from yt8m_kit.errors import ConfigError
 from yt8m_kit.models import model_info
-from yt8m_kit.train import TrainConfig, resolve_tunables
+from yt8m_kit.train.config import TrainConfig, resolve_tunables
 
 
 def _given(**kw):
@@ -42,7 +42,7 @@ def test_tiny_variants_carry_their_own_learning_rate():
 
 
 def test_xla_follows_the_model_unless_told():
-    from yt8m_kit.train import resolve_xla
+    from yt8m_kit.train.config import resolve_xla
 
     assert model_info("lfnl_netvlad")["train"]["xla"] is True  # measured ~2x at paper size
     assert resolve_xla("lfnl_netvlad", None, "default") is True

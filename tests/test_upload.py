@@ -7,7 +7,7 @@ import time
 import pytest
 
 from kaggle_stub import SUBMISSION_REF, KaggleStub, point_kaggle_at
-from yt8m_kit import upload
+from yt8m_kit.kaggle import upload
 
 CSV = b"VideoId,LabelConfidencePairs\nab12,3 0.900000 7 0.100000\ncd34,5 0.800000\n"
 
@@ -27,7 +27,7 @@ def stub_env(monkeypatch, tmp_path, stub, creds=True):
 
 
 def test_import_does_not_touch_kaggle():
-    code = "import sys, yt8m_kit.upload, yt8m_kit.infer; print('kaggle' in sys.modules)"
+    code = "import sys, yt8m_kit.kaggle.upload, yt8m_kit.kaggle.inference_job; print('kaggle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -68,7 +68,7 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
                                 ["-m", "yt8m_kit.inspect", os.path.join(data, "*.tfrecord"), "--json"],
                                 capture_json=True)
 
-    from yt8m_kit.predict import evaluate_checkpoint  # the function behind `evaluate --checkpoint`
+    from yt8m_kit.evaluate.predict_loop import evaluate_checkpoint  # the function behind `evaluate --checkpoint`
 
     for name in DEMO_MODELS:
         run_dir = os.path.join(runs, name)

@@ -69,7 +69,7 @@ def run_record(config, level):
 
 
 def run_differences(old, new):
-    from yt8m_kit.checkpoint import as_json
+    from yt8m_kit.train.checkpoint import as_json
 
     old, new, diffs = as_json(old), as_json(new), []
     for key in ("model", "level"):

@@ -1,4 +1,4 @@
-"""The official tools' ranking of (score, actual) pairs, ties included (see yt8m_kit.metrics).
+"""The official tools' ranking of (score, actual) pairs, ties included (see yt8m_kit.evaluate.metrics).
 
 google/youtube-8m's AveragePrecisionCalculator ranks pairs pushed in a given order this way
 (as it runs under Python 3):

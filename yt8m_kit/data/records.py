@@ -1,6 +1,6 @@
 """Reading raw YouTube-8M TFRecords: file lists, format detection, record counts, and the record stream.
 
-The readers (yt8m_kit.data) parse what this module streams: one record at a time, tagged by a single
+The readers (yt8m_kit.data.dataset) parse what this module streams: one record at a time, tagged by a single
 enumerate per file, batched (the only copy of a record) by the reader; or, with the native ops,
 each record's place in its file, read a batch at a time by read_records. bench/README.md has the
 designs measured (blocks of records per file, rebatched, cost 30% more CPU than this).
@@ -152,7 +152,7 @@ def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_
                   index=None):
     """Records one at a time: (key int64, serialized), key = split_key's (file, record, epoch).
 
-    index (yt8m_kit.native's ops, not with report): (key, where int64[2]) instead, where = the
+    index (yt8m_kit.data.native's ops, not with report): (key, where int64[2]) instead, where = the
     record's payload offset and length in its file (from the file's headers, read when the file is
     opened); ops.yt8m_read_records reads a batch of them (read_records). Same keys, same order.
 

@@ -12,7 +12,7 @@ and false pairs. We reproduce it exactly (as it runs under Python 3):
   2. each (score, actual) tuple is heapq.heappush-ed onto a list, in that order;
   3. the heap list is permuted by random.seed(0); random.sample(range(n), n)  ("_shuffle");
   4. a stable sort by score, descending, gives the ranking.
-Step 2 runs heapq (C) over Python ints; step 3 is random.sample redone in numpy (yt8m_kit.ranking,
+Step 2 runs heapq (C) over Python ints; step 3 is random.sample redone in numpy (yt8m_kit.evaluate.ranking,
 tested equal to it): about 3 s per million pairs on 2 busy cores, so both run only when some tie
 really mixes true and false pairs; otherwise any tie order gives the same value. The ranking covers
 all videos at once (calculate_gap on the whole matrix), so the result does not depend on batching.
@@ -31,7 +31,7 @@ import numpy as np
 
 from yt8m_kit import NUM_CLASSES, TOP_K
 from yt8m_kit.errors import DataError
-from yt8m_kit.ranking import _KEY_BIAS, _official_ranking, _official_shuffle, _order_keys  # noqa: F401
+from yt8m_kit.evaluate.ranking import _KEY_BIAS, _official_ranking, _official_shuffle, _order_keys  # noqa: F401
 
 
 def _check_scores(scores, num_classes=None, what="scores"):

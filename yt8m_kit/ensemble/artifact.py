@@ -10,7 +10,7 @@ level. Output: (B, 3862) float32, the mean of the members' probabilities.
 
 Each member sits in an `EnsembleMember` layer that writes its member's variables itself, at
 the member's storage precision: float32 (4 bytes/weight), bfloat16 (the member is built with
-dtype "bfloat16", 2 bytes/weight) or int8 (yt8m_kit.quantize: weight-only, per output
+dtype "bfloat16", 2 bytes/weight) or int8 (yt8m_kit.ensemble.precision: weight-only, per output
 channel; the member runs in float32 on the dequantised weights). Keras must not also save
 the member's variables at full width, so the member model is held outside Keras' attribute
 tracking (`_Hidden`); `EnsembleMember.member()` gives it back. The member is rebuilt at load
@@ -24,10 +24,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt8m_kit import quantize
+from yt8m_kit.ensemble import precision as quantize
 from yt8m_kit.errors import ConfigError
 from yt8m_kit.fileio import atomic_path
-from yt8m_kit.predict import model_level
+from yt8m_kit.evaluate.predict_loop import model_level
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}

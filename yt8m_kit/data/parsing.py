@@ -1,4 +1,4 @@
-"""Parsing, checking and decoding a batch of serialized YouTube-8M records (yt8m_kit.data's core).
+"""Parsing, checking and decoding a batch of serialized YouTube-8M records (yt8m_kit.data.dataset's core).
 
 parse_batch parses a (B,) batch of records with tf's parser and checks each record in the graph
 (id, frame counts, byte lengths, label range): per record, the reason and value of the first
@@ -9,14 +9,15 @@ decoding and dequantising only the frames it keeps.
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import AUDIO_DIM, MAX_FRAMES, RGB_DIM, features
-from yt8m_kit.sampling import sample_base, sample_indices
+from yt8m_kit import AUDIO_DIM, MAX_FRAMES, RGB_DIM
+from yt8m_kit.data import quantization as features
+from yt8m_kit.data.sampling import sample_base, sample_indices
 
 _MIN = float(np.float32(features.OFFSET))
 
 
 def dequantize(q):
-    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512 (yt8m_kit.features).
+    """uint8 (numpy or tf) -> float32: q*4/255 - 2 + 4/512 (yt8m_kit.data.quantization).
 
     Tensors go through tf's one-pass dequantize op (MIN_COMBINED: min + q*(max-min)/255), the same
     float32 values as the three-op cast*scale+offset (tests compare with the numpy formula bit for bit).

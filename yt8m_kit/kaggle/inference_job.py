@@ -1,8 +1,8 @@
 """Inference: a model artifact + test TFRecords -> a validated Kaggle CSV, optionally uploaded.
 
 `python inference.py --model ARTIFACT --input PATTERN --output submission.csv` (see --help).
-Streaming end to end: records in (yt8m_kit.predict.predict_batches, fixed batch size), CSV
-rows out (yt8m_kit.submission.CsvWriter, renamed into place only when complete), so memory
+Streaming end to end: records in (yt8m_kit.evaluate.predict_loop.predict_batches, fixed batch size), CSV
+rows out (yt8m_kit.kaggle.submission_csv.CsvWriter, renamed into place only when complete), so memory
 stays flat whatever the number of videos, and an interrupted run leaves no CSV behind. The ids
 written are kept as 8-byte fingerprints (submission.IdSet, ~9 MB for the 1.13M test videos) to
 validate the CSV afterwards, never as a list of strings.
@@ -19,8 +19,8 @@ import sys
 import time
 
 from yt8m_kit.errors import ConfigError, DataError, cli_main
-from yt8m_kit.predict import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, parse_shard, predict_batches
-from yt8m_kit.upload import COMPETITION
+from yt8m_kit.evaluate.predict_loop import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, parse_shard, predict_batches
+from yt8m_kit.kaggle.upload import COMPETITION
 
 PAPER_REPEATS = 10  # the paper's best: 10 sub-samples averaged (0.8847 val, 0.88763 public)
 
@@ -88,11 +88,11 @@ def load_artifact(path):
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "ensemble.keras")):
         path = os.path.join(path, "ensemble.keras")
     if os.path.isfile(path) and path.endswith(".keras"):
-        from yt8m_kit.ensemble import load_ensemble
+        from yt8m_kit.ensemble.artifact import load_ensemble
 
         return load_ensemble(path), f"ensemble {path}"
     if os.path.isdir(path):
-        from yt8m_kit.checkpoint import load_model
+        from yt8m_kit.train.checkpoint import load_model
 
         model, meta = load_model(path)
         return model, f"checkpoint {path} ({(meta or {}).get('model', model.name)})"
@@ -108,7 +108,7 @@ def write_predictions_csv(model, pattern, output, *, repeats, seed, batch_size=D
     ids: a submission.IdSet of the video ids written (fingerprints: len() and validate_csv's
     expected_ids); skipped: the reader's SkipReport (count 0 unless skip_bad dropped records).
     """
-    from yt8m_kit.submission import CsvWriter
+    from yt8m_kit.kaggle.submission_csv import CsvWriter
 
     reports = []
     with CsvWriter(output) as writer:
@@ -196,13 +196,13 @@ def main(argv=None):
                           "(python -m yt8m_kit.merge), then python -m yt8m_kit.upload CSV --message ...")
     api = None
     if args.upload and not args.dry_run:  # fail before hours of inference, not after
-        from yt8m_kit import upload
+        from yt8m_kit.kaggle import upload
 
         api = upload.authenticated_api()
 
     model, described = load_artifact(args.model)
-    from yt8m_kit.data import list_files
-    from yt8m_kit.predict import shard_files
+    from yt8m_kit.data.dataset import list_files
+    from yt8m_kit.evaluate.predict_loop import shard_files
 
     files = shard_files(list_files(args.input), shard)
     progress = None
@@ -217,7 +217,7 @@ def main(argv=None):
             all_frames=args.all_frames, num_samples=args.num_samples, shard=shard, progress=progress,
             allow_2017=args.allow_2017, skip_bad=args.skip_bad, xla=args.xla)
     except DataError as e:
-        from yt8m_kit.evaluate import with_skip_hint
+        from yt8m_kit.evaluate.cli import with_skip_hint
 
         raise with_skip_hint(e, "write the CSV without the bad videos (they will be absent)") from None
     if progress is not None:
@@ -228,7 +228,7 @@ def main(argv=None):
 
     if not (args.dry_run or args.upload):
         return 0
-    from yt8m_kit import upload
+    from yt8m_kit.kaggle import upload
 
     summary = upload.validate(args.output, expected_ids=ids)
     print(f"{args.output}: valid ({summary})", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The dataset's 8-bit feature quantisation (DESIGN section 2), with no TensorFlow import.
 
 q = round((clip(x, -2, 2) + 2) * 255/4); x = q * 4/255 - 2 + 4/512 (the +4/512 centres each bucket).
-yt8m_kit.data.dequantize adds the tf-tensor path used by the readers.
+yt8m_kit.data.dataset.dequantize adds the tf-tensor path used by the readers.
 """
 
 import numpy as np

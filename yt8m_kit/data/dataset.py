@@ -17,11 +17,11 @@ Batches follow the README "Reader batches" contract. Choices made here:
   (found while reading, not by an extra pass; see records.record_stream).
 - start_example=n skips n raw serialized records (no parsing) after shuffling, so a resumed
   run sees exactly the stream it would have seen; whole epochs are skipped by count, not read.
-- With yt8m_kit.native built (and not skip_bad, not remote paths), the stream carries each
+- With yt8m_kit.data.native built (and not skip_bad, not remote paths), the stream carries each
   record's place in its file and one native op per batch reads the records (records.cc); the
   same records in the same order as TFRecordDataset, with both CRCs checked.
-Raw record streaming and format detection live in yt8m_kit.records, parsing, checks and decoding
-of a batch of records in yt8m_kit.parsing, sampling in yt8m_kit.sampling (re-exported here).
+Raw record streaming and format detection live in yt8m_kit.data.records, parsing, checks and decoding
+of a batch of records in yt8m_kit.data.parsing, sampling in yt8m_kit.data.sampling (re-exported here).
 """
 
 import os
@@ -29,12 +29,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from yt8m_kit import FEATURE_DIM, MAX_FRAMES, features
+from yt8m_kit import FEATURE_DIM, MAX_FRAMES
+from yt8m_kit.data import quantization as features
 from yt8m_kit.errors import ConfigError, DataError
-from yt8m_kit.parsing import Checks, dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
-from yt8m_kit.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
+from yt8m_kit.data.parsing import Checks, dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
+from yt8m_kit.data.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
                               read_records, record_stream, scan_file, split_key)
-from yt8m_kit.sampling import sample_frames, sample_indices, sample_repeats  # noqa: F401
+from yt8m_kit.data.sampling import sample_frames, sample_indices, sample_repeats  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 PREFETCH = 2  # batches
@@ -62,7 +63,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
 
     quantized=True (frames="sample" only) leaves frames uint8 as stored, 4x fewer bytes to move;
     dequantize(frames) gives the float32 batch bit for bit (the trainer does it inside its step).
-    native: use yt8m_kit.native's ops for regular records (None: when built; False: never; True: required).
+    native: use yt8m_kit.data.native's ops for regular records (None: when built; False: never; True: required).
 
     Attached attributes: ds.yt8m_files (list), ds.yt8m_format (FormatInfo), ds.skip_report (SkipReport).
     """
@@ -125,7 +126,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
 
 
 def _native_ops(native):
-    from yt8m_kit import native as native_lib
+    from yt8m_kit.data import native as native_lib
 
     if native is False:
         return None

@@ -1,4 +1,4 @@
-"""The training loop behind yt8m_kit.train: the data stream, the loss and the distributed step,
+"""The training loop behind yt8m_kit.train.trainer.train: the data stream, the loss and the distributed step,
 then step by step: log, checkpoint, validate.
 
 run_loop resumes from the run's newest checkpoint (weights, optimizer, RNG states, step) and
@@ -12,7 +12,7 @@ import sys
 import time
 
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.train_config import TrainResult, model_overrides
+from yt8m_kit.train.config import TrainResult, model_overrides
 
 
 def check_vocabulary(info, pattern):
@@ -30,7 +30,7 @@ def check_vocabulary(info, pattern):
 def make_train_dataset(config, level, start_example):
     import tensorflow as tf
 
-    from yt8m_kit import data as data_lib
+    from yt8m_kit.data import dataset as data_lib
 
     kwargs = dict(level=level, shuffle=True, seed=config.seed, epochs=None, start_example=start_example)
     if level == "frame":
@@ -60,7 +60,7 @@ def next_batch(batches, pattern):
     """The next distributed batch; a bad record becomes a DataError naming file and record."""
     import tensorflow as tf
 
-    from yt8m_kit import data as data_lib
+    from yt8m_kit.data import dataset as data_lib
 
     try:
         return next(batches)
@@ -71,7 +71,7 @@ def next_batch(batches, pattern):
 def make_train_step(strategy, model, optimizer, config):
     import tensorflow as tf
 
-    from yt8m_kit import data as data_lib
+    from yt8m_kit.data import dataset as data_lib
 
     replicas = strategy.num_replicas_in_sync
 
@@ -109,7 +109,7 @@ def make_train_step(strategy, model, optimizer, config):
 
 def restore_latest(config, strategy, model, optimizer, meta):
     """Load the newest checkpoint of the run (weights, optimizer, RNG states); return its step."""
-    from yt8m_kit import checkpoint as ckpt_lib
+    from yt8m_kit.train import checkpoint as ckpt_lib
 
     ckpts = ckpt_lib.list_checkpoints(config.out)
     if not ckpts:
@@ -127,8 +127,8 @@ def make_validator(model, config, level):
     seeded frame sub-sample per video (repeat index 0), the graph traced once per run."""
     import tensorflow as tf
 
-    from yt8m_kit import data as data_lib
-    from yt8m_kit.metrics import Evaluator
+    from yt8m_kit.data import dataset as data_lib
+    from yt8m_kit.evaluate.metrics import Evaluator
 
     valid_level = check_vocabulary(data_lib.detect_format(data_lib.list_files(config.valid),
                                                           allow_2017=config.allow_2017), config.valid).level
@@ -185,7 +185,7 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
     import numpy as np
     import tensorflow as tf
 
-    from yt8m_kit import checkpoint as ckpt_lib
+    from yt8m_kit.train import checkpoint as ckpt_lib
 
     meta = {"model": config.model, "overrides": model_overrides(config), "level": level}
     start = restore_latest(config, strategy, model, optimizer, meta)

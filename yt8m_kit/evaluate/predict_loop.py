@@ -57,7 +57,7 @@ def model_level(model):
     raise ConfigError(
         f"model {getattr(model, 'name', '?')!r} has inputs {sorted(names)}: expected "
         "'frames' and 'num_frames' (frame level) or 'features' (video level); was it built by "
-        "yt8m_kit.models.create_model or yt8m_kit.ensemble?")
+        "yt8m_kit.models.create_model or yt8m_kit.ensemble.artifact?")
 
 
 def parse_shard(text):
@@ -114,7 +114,7 @@ def make_step(model, xla=False, **config):
 
 
 def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, all_frames, xla):
-    from yt8m_kit import data as data_lib
+    from yt8m_kit.data import dataset as data_lib
 
     model_ref = weakref.ref(model)  # a strong reference would keep the model's cache entry alive
 
@@ -167,7 +167,7 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
     reader's SkipReport is appended to the list `skip_reports` (when given) before the first batch.
     xla: compile the model call (faster, about twice the peak memory; see the module docstring).
     """
-    from yt8m_kit import data as data_lib
+    from yt8m_kit.data import dataset as data_lib
 
     if repeats < 1:
         raise ConfigError(f"repeats ({repeats}) must be at least 1")
@@ -211,14 +211,14 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
                         allow_2017=False, skip_bad=False, skip_reports=None):
     """Score a checkpoint (dir or RUN_DIR) on labelled data -> {gap, hit_at_1, perr, map, videos}.
 
-    save_predictions: optional .h5 path for yt8m_kit.predictions (ids, scores, labels and the
+    save_predictions: optional .h5 path for yt8m_kit.evaluate.prediction_files (ids, scores, labels and the
     attrs the planner's cache is keyed by). allow_2017, skip_bad, skip_reports: as predict_batches;
     a model whose class count differs from the data's vocabulary (a 2018 model, 3862 classes, on
     2017 data, 4716) is a ConfigError: the label indices would not mean the same classes.
     """
-    from yt8m_kit import checkpoint as ckpt_lib
-    from yt8m_kit import data as data_lib
-    from yt8m_kit.metrics import Evaluator
+    from yt8m_kit.train import checkpoint as ckpt_lib
+    from yt8m_kit.data import dataset as data_lib
+    from yt8m_kit.evaluate.metrics import Evaluator
 
     info = data_lib.detect_format(data_lib.list_files(data), allow_2017=allow_2017)
     model, meta = ckpt_lib.load_model(checkpoint)
@@ -233,7 +233,7 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
     with contextlib.ExitStack() as stack:
         writer = None
         if save_predictions:
-            from yt8m_kit.predictions import PredictionWriter
+            from yt8m_kit.evaluate.prediction_files import PredictionWriter
 
             attrs = {
                 "checkpoint": str(meta.get("path", checkpoint)),

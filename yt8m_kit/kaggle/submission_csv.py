@@ -20,8 +20,8 @@ import numpy as np
 from yt8m_kit import NUM_CLASSES, TOP_K
 from yt8m_kit.errors import DataError
 from yt8m_kit.fileio import atomic_open
-from yt8m_kit.ids import IdSet, fingerprint, id_fingerprints, in_sorted, video_id_str  # noqa: F401
-from yt8m_kit.metrics import top_k
+from yt8m_kit.data.ids import IdSet, fingerprint, id_fingerprints, in_sorted, video_id_str  # noqa: F401
+from yt8m_kit.evaluate.metrics import top_k
 
 HEADER = "VideoId,LabelConfidencePairs"
 CONF_FORMAT = "%.6f"

@@ -4,7 +4,7 @@
    each precision, with validation predictions made AT that precision (cached in
    RUN_DIR/predictions/, reused only if checkpoint fingerprint, data, precision, repeats and
    seed all match) and the exact bytes its weights take in the artifact.
-2. Search (yt8m_kit.plan) for the best validation GAP within the budget.
+2. Search (yt8m_kit.ensemble.search) for the best validation GAP within the budget.
 3. Output under `out`: ensemble.keras (one graph), ensemble.json, model.tgz, plan.json,
    plan.png; every write atomic. The artifact's on-disk size is checked after writing; if the
    container overhead pushed it over, the search reruns with that overhead counted.
@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from yt8m_kit import checkpoint as ckpt_lib
-from yt8m_kit import plan as plan_lib
+from yt8m_kit.train import checkpoint as ckpt_lib
+from yt8m_kit.ensemble import search as plan_lib
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.fileio import atomic_open, atomic_path
 
@@ -88,7 +88,7 @@ def default_valid(runs_dir):
 
 def data_signature(pattern):
     """Names, sizes and mtimes of the files the pattern matches: changes when the data does."""
-    from yt8m_kit.data import list_files
+    from yt8m_kit.data.dataset import list_files
 
     h = hashlib.sha256()
     for f in list_files(pattern):
@@ -105,8 +105,8 @@ def prediction_key(fingerprint, valid, precision, repeats, seed, num_samples):
 
 def cached_predictions(run_dir, member, key, config, log):
     """Path of RUN_DIR/predictions/<precision>-<hash>.h5 for `key`, computed unless current."""
-    from yt8m_kit import predictions as pred_lib
-    from yt8m_kit.predict import predict_batches
+    from yt8m_kit.evaluate import prediction_files as pred_lib
+    from yt8m_kit.evaluate.predict_loop import predict_batches
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(run_dir, "predictions", f"{key['precision']}-{digest}.h5")
@@ -154,7 +154,7 @@ def build_candidates(config, log, handles):
     """(candidates, score matrices, indptr, indices, {run: (float model, meta)}).
 
     handles: a list that receives the open prediction files (close them when done)."""
-    from yt8m_kit import ensemble as ens_lib
+    from yt8m_kit.ensemble import artifact as ens_lib
 
     candidates, scores, models, ids0, labels = [], [], {}, None, None
     for run_dir in find_runs(config.runs):
@@ -182,14 +182,14 @@ def write_artifact(config, chosen, models):
 
     Raises ensemble.OverBudget, replacing nothing, when the upload would exceed the budget.
     """
-    from yt8m_kit import ensemble as ens_lib
+    from yt8m_kit.ensemble import artifact as ens_lib
 
     specs = [{"run": c.run, "model": c.model, "overrides": c.overrides, "precision": c.precision}
              for c in chosen]
     members = [dict(s, checkpoint=models[s["run"]][1]["path"], fingerprint=models[s["run"]][1]["fingerprint"])
                for s in specs]
     config_text = json.dumps({"artifact": "ensemble.keras", "members": members, "averaging": "mean",
-                              "load": "yt8m_kit.ensemble.load_ensemble(path)"}, indent=2) + "\n"
+                              "load": "yt8m_kit.ensemble.artifact.load_ensemble(path)"}, indent=2) + "\n"
     ensemble = ens_lib.build_ensemble(specs, [models[c.run][0] for c in chosen])
     artifact = os.path.join(config.out, "ensemble.keras")
     # The upload (ensemble.keras + ensemble.json, uncompressed) must fit, so check before renaming.
@@ -226,7 +226,7 @@ def run_submit(config, log=None):
 
 def plan_and_write(config, candidates, scorer, models, t0, log):
     """Search, write the artifact (retrying if its overhead was under-estimated), report."""
-    from yt8m_kit import ensemble as ens_lib
+    from yt8m_kit.ensemble import artifact as ens_lib
 
     candidates = [dataclasses.replace(c, gap=scorer.gap((i,))) for i, c in enumerate(candidates)]
     runs = len({c.run for c in candidates})

@@ -8,7 +8,7 @@ CSV mode: a video in the data but not in the CSV is scored as an empty row (no p
 labels still count) and the output says how many ("missing_from_csv"). A video in the CSV but not
 in the data is an error (usually the wrong --data pattern or the wrong CSV); --ignore-extra-ids
 turns it into a warning and skips those rows ("extra_in_csv"). Checkpoint mode delegates to
-yt8m_kit.predict.evaluate_checkpoint. Metrics: yt8m_kit.metrics (official tie order; mAP from the
+yt8m_kit.evaluate.predict_loop.evaluate_checkpoint. Metrics: yt8m_kit.evaluate.metrics (official tie order; mAP from the
 retained top-20 predictions, over classes with at least one positive).
 --json prints exactly one JSON object on stdout; everything else goes to stderr.
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from yt8m_kit import NUM_CLASSES, NUM_CLASSES_2017, TOP_K
 from yt8m_kit.errors import ConfigError, DataError, cli_main
-from yt8m_kit.metrics import Evaluator
+from yt8m_kit.evaluate.metrics import Evaluator
 
 KEYS = ("gap", "hit_at_1", "perr", "map", "videos")
 
@@ -41,7 +41,7 @@ def evaluate_csv(csv_path, ids, labels, *, num_classes=NUM_CLASSES, top_k=TOP_K,
     ids: video ids (str or bytes); labels: one int array of class indices per id.
     warn: optional callable(str) for the extra-ids warning (only with ignore_extra_ids).
     """
-    from yt8m_kit.submission import read_csv, video_id_str
+    from yt8m_kit.kaggle.submission_csv import read_csv, video_id_str
 
     ids = [video_id_str(i) for i in ids]
     if len(ids) != len(labels):
@@ -115,7 +115,7 @@ def build_parser():
                    help="labelled TFRecords (glob), e.g. 'validate*.tfrecord'")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--save-predictions", metavar="FILE.h5",
-                   help="checkpoint mode: also write the scores (yt8m_kit.predictions format)")
+                   help="checkpoint mode: also write the scores (yt8m_kit.evaluate.prediction_files format)")
     p.add_argument("--repeats", type=int, help="checkpoint mode: frame samplings averaged (default 1)")
     p.add_argument("--seed", type=int, help="checkpoint mode: frame sampling seed (default 0)")
     p.add_argument("--batch-size", type=int, metavar="B",
@@ -157,7 +157,7 @@ def run(args, warn):
             raise ConfigError("--skip-bad only applies with --checkpoint: CSV mode reads every labelled "
                               "record (a skipped video would turn its CSV row into an unknown one); locate "
                               f"the bad records with python -m yt8m_kit.inspect '{args.data}'")
-        from yt8m_kit.data import detect_format, list_files, read_ids_and_labels
+        from yt8m_kit.data.dataset import detect_format, list_files, read_ids_and_labels
 
         version = detect_format(list_files(args.data), allow_2017=args.allow_2017).version
         ids, labels = read_ids_and_labels(args.data, allow_2017=args.allow_2017)
@@ -172,7 +172,7 @@ def run(args, warn):
         raise ConfigError("--ignore-extra-ids only applies with --predictions CSV")
     if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
-    from yt8m_kit.predict import evaluate_checkpoint
+    from yt8m_kit.evaluate.predict_loop import evaluate_checkpoint
 
     kwargs = {"repeats": 1 if args.repeats is None else args.repeats,
               "seed": 0 if args.seed is None else args.seed,

@@ -1,5 +1,0 @@
-import sys
-
-from yt8m_kit.native import main
-
-sys.exit(main())
