@@ -46,7 +46,7 @@ def build_parser():
 
 def parse_config(argv):
     from yt8m_kit.fileio import parse_size
-    from yt8m_kit.ensemble.search import PRECISIONS
+    from yt8m_kit.ensemble.precision import PRECISIONS
     from yt8m_kit.ensemble.submit_job import SubmitConfig, default_valid
 
     args = build_parser().parse_args(argv)

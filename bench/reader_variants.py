@@ -12,7 +12,7 @@ reader's before timing; the variants are timed interleaved so load changes hit a
 - stream: the reader's record stream alone (records.record_stream, batched), nothing parsed.
 - reader: data.make_dataset(frames="sample", quantized=True): the native ops, uint8 out (what the
   trainer reads); reader_float32: the same dequantised; tf_parser: native=False (the fallback).
-- reader_tfrecord: the reader with data.NATIVE_READ = False: records streamed through
+- reader_tfrecord: the reader with native_read=False: records streamed through
   TFRecordDataset and batched (two copies), instead of read by the native op, one batch at a time.
 - shuffled, shuffled_tfrecord: the same two with shuffle=True (the trainer's 1,024-record buffer).
 - reader_uint8: tf's parser, sampled frames left as uint8 (no dequantise).
@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from yt8m_kit import MAX_FRAMES
+from yt8m_kit.runtime import configure_process  # noqa: E402
 from yt8m_kit.data import dataset as data
 from yt8m_kit.data import parsing
 from yt8m_kit.data import synth  # noqa: E402
@@ -149,12 +150,8 @@ def variants(pattern, files):
     options = tf.data.Options()
     options.autotune.enabled = False  # as the reader's (data.make_dataset)
 
-    def sample(native_read=True, **kw):
-        data.NATIVE_READ, saved = native_read, data.NATIVE_READ
-        try:
-            return data.make_dataset(pattern, BATCH, level="frame", frames="sample", num_samples=SAMPLES, **kw)
-        finally:
-            data.NATIVE_READ = saved
+    def sample(**kw):
+        return data.make_dataset(pattern, BATCH, level="frame", frames="sample", num_samples=SAMPLES, **kw)
 
     out = {
         "raw": tf.data.TFRecordDataset(files, num_parallel_reads=len(files)).batch(BATCH).prefetch(2),
@@ -172,6 +169,7 @@ def variants(pattern, files):
 
 
 def main(argv=None):
+    configure_process()  # the commands' process settings (yt8m_kit.runtime), as the toolkit reads
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--videos", type=int, default=1000)
     p.add_argument("--runs", type=int, default=5)

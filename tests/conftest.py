@@ -18,6 +18,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from yt8m_kit.runtime import configure_process  # noqa: E402
+
+configure_process()  # as every command line does (the suite calls the library directly)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REAL_VIDEO_DIR = REPO_ROOT.parent / "shared" / "data" / "yt8m_2018_video" / "validate"
 
@@ -32,7 +36,7 @@ def _generate(tmp_path_factory, level):
 
     out = tmp_path_factory.mktemp(f"synth_{level}")
     synth.generate(out, level, FIXTURE_VIDEOS, seed=0, shards=2, classes=FIXTURE_CLASSES,
-                   max_frames=FIXTURE_MAX_FRAMES)
+                   vocabulary=synth.shared_vocabulary(), max_frames=FIXTURE_MAX_FRAMES)
     return out
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from yt8m_kit.ensemble import artifact as E
+from yt8m_kit.layers import MaskedMeanFrames
 from yt8m_kit.ensemble import precision as Q
 from yt8m_kit.models import create_model
 
@@ -67,7 +68,7 @@ SPECS = [{"model": "lfnl_netvlad_tiny", "precision": "int8", "run": "a"},
 def member_prediction(model, batch, precision):
     cast = E.cast_weights(model, E.build_member(model.name, {}, precision), precision)
     x = batch if "frames" in cast.input else {
-        "features": E.MaskedMeanFrames()([batch["frames"], batch["num_frames"]]).numpy()}
+        "features": MaskedMeanFrames()([batch["frames"], batch["num_frames"]]).numpy()}
     return cast.predict(x, verbose=0)
 
 
@@ -102,7 +103,7 @@ def test_ensemble_is_the_mean_of_its_members_and_loads_in_a_new_process(members,
 def test_bytes_per_precision_and_video_only_ensemble(members, tmp_path):
     model = members["video_logistic"]
     sizes, written = {}, {}
-    for p in E.PRECISIONS:
+    for p in Q.PRECISIONS:
         ens = E.build_ensemble([{"model": "video_logistic", "precision": p}], [model])
         assert set(ens.input) == {"features"}
         sizes[p] = E.ensemble_members(ens)[0].stored_bytes()

@@ -85,10 +85,10 @@ def test_bad_records_stop_where_tfrecord_stops_naming_file_and_record(ops, frame
         else:
             assert where.shape == (bad + 1, 2) and where[-1].tolist() == [code, offs[bad]], name
         for native_read in (True, False):
-            monkeypatch.setattr(data, "NATIVE_READ", native_read)
             got, e = [], None
             try:
-                for b in data.iterate(data.make_dataset(str(path), 2, frames="sample", num_samples=3)):
+                for b in data.iterate(data.make_dataset(str(path), 2, frames="sample", num_samples=3,
+                                                        native_read=native_read)):
                     got += b["id"].numpy().tolist()
             except DataError as err:
                 e = err
@@ -110,8 +110,8 @@ def test_native_read_batches_equal_tfrecord_batches(ops, frame_data, monkeypatch
     kw = dict(frames="sample", num_samples=20, quantized=True, shuffle=True, seed=2, epochs=2, start_example=17)
 
     def batches(native_read):
-        monkeypatch.setattr(data, "NATIVE_READ", native_read)
-        return [{k: v.numpy() for k, v in b.items()} for b in data.iterate(data.make_dataset(pattern, 8, **kw))]
+        return [{k: v.numpy() for k, v in b.items()}
+                for b in data.iterate(data.make_dataset(pattern, 8, native_read=native_read, **kw))]
 
     a, b = batches(True), batches(False)
     assert len(a) == len(b) > 0

@@ -8,7 +8,8 @@ import tensorflow as tf
 from yt8m_kit import NUM_CLASSES
 from yt8m_kit.data import dataset as data
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.evaluate.predict_loop import (evaluate_checkpoint, masked_mean, model_level, parse_shard,
+from yt8m_kit.layers.numerics import masked_mean
+from yt8m_kit.evaluate.predict_loop import (evaluate_checkpoint, model_level, parse_shard,
                               predict_batches, shard_files)
 
 NUM_SAMPLES = 6  # small sub-samples: the fixture's videos have up to 40 frames

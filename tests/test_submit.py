@@ -75,11 +75,10 @@ def test_generous_budget_writes_everything(big):
 def test_fresh_process_load_reproduces_the_plan_gap(big):
     cfg, result, _, _ = big
     code = ("import sys; from yt8m_kit.ensemble.artifact import load_ensemble; from yt8m_kit.evaluate.predict_loop import predict_batches; "
-            "from yt8m_kit.ensemble.search import gap_at_k; import numpy as np\n"
+            "from yt8m_kit.evaluate.metrics import gap; import numpy as np\n"
             "m = load_ensemble(sys.argv[1]); s, l = [], []\n"
             "for ids, scores, labels in predict_batches(m, sys.argv[2]): s.append(scores); l.append(labels)\n"
-            "s, l = np.concatenate(s), np.concatenate(l); nz = [np.flatnonzero(r) for r in l]\n"
-            "print(gap_at_k(s, np.concatenate([[0], np.cumsum([len(x) for x in nz])]), np.concatenate(nz)))")
+            "print(gap(np.concatenate(s), np.concatenate(l)))")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     proc = subprocess.run([sys.executable, "-c", code, os.path.join(cfg.out, "ensemble.keras"), cfg.valid],
                           capture_output=True, text=True, env=env, cwd=REPO)

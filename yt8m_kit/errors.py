@@ -28,10 +28,14 @@ class ConfigError(Yt8mError, ValueError):
 
 
 def cli_main(fn):
-    """Decorate a CLI main(argv) so Yt8mError exits 2 with its message and no traceback."""
+    """Decorate a CLI main(argv): the process settings of yt8m_kit.runtime are applied first, and a
+    Yt8mError exits 2 with its message and no traceback."""
 
     @functools.wraps(fn)
     def wrapper(argv=None):
+        from yt8m_kit.runtime import configure_process
+
+        configure_process()
         try:
             return fn(argv)
         except Yt8mError as e:

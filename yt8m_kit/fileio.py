@@ -46,6 +46,15 @@ def atomic_open(path, mode="w", **kwargs):
             os.fsync(f.fileno())
 
 
+def write_json(path, obj, sort_keys=False):
+    """Write `obj` as indented JSON (and a final newline), atomically."""
+    import json
+
+    with atomic_open(path) as f:
+        json.dump(obj, f, indent=2, sort_keys=sort_keys)
+        f.write("\n")
+
+
 def parse_size(text):
     """Parse '1GB', '995MB', '1GiB', '500M', '1e9' or '123456' into bytes.
 

@@ -41,13 +41,12 @@ _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
 PREFETCH = 2  # batches
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
 PARALLEL_PARSES = min(4, max(2, _CORES))  # batches parsed at once
-NATIVE_READ = True  # with the native ops, read each batch's records in one op (False: through TFRecordDataset)
 
 quantize = features.quantize
 
 
 def _error_text(files_t, file_idx, rec_idx, checks):
-    """The marked text _to_data_error reads back: file, record, reason and value of the first bad record."""
+    """The marked text to_data_error reads back: file, record, reason and value of the first bad record."""
     b, reason, value = checks.first()
     return tf.strings.join([_MARK_OPEN, tf.gather(files_t, tf.gather(file_idx, b)), _SEP,
                             tf.strings.as_string(tf.gather(rec_idx, b)), _SEP, reason, _SEP, value, _MARK_CLOSE])
@@ -58,12 +57,14 @@ def _error_text(files_t, file_idx, rec_idx, checks):
 def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=300, seed=0, shuffle=False,
                  shuffle_buffer=1024, epochs=1, start_example=0, allow_2017=False, skip_bad=False,
                  drop_remainder=False, num_parallel_reads=None, require_labels=False, pad_to_max=False,
-                 quantized=False, native=None):
+                 quantized=False, native=None, native_read=True):
     """A tf.data.Dataset of batch dicts (README "Reader batches"); see the module docstring.
 
     quantized=True (frames="sample" only) leaves frames uint8 as stored, 4x fewer bytes to move;
     dequantize(frames) gives the float32 batch bit for bit (the trainer does it inside its step).
     native: use yt8m_kit.data.native's ops for regular records (None: when built; False: never; True: required).
+    native_read: with the native ops, also read each batch's records in one op (False: records stream
+    through TFRecordDataset and only the parsing is native; the same batches either way).
 
     Attached attributes: ds.yt8m_files (list), ds.yt8m_format (FormatInfo), ds.skip_report (SkipReport).
     """
@@ -105,7 +106,7 @@ def make_dataset(pattern, batch_size, *, level=None, frames="all", num_samples=3
 
         # Native: the stream carries where each record is, and one op per batch reads them (no
         # copy of every record through tf.data, a shuffle buffer of small tuples). Not for remote files.
-        index = ops if ops is not None and NATIVE_READ and not any("://" in f for f in files) else None
+        index = ops if ops is not None and native_read and not any("://" in f for f in files) else None
 
         def parse(key, s):
             if index is not None:
@@ -203,7 +204,7 @@ def _good_records(blocks, info, files, report, ops, *, require_labels, **finish)
             .filter(lambda b: tf.shape(b["id"])[0] > 0))
 
 
-def _to_data_error(err, files):
+def to_data_error(err, files):
     """Turn a tf error raised while iterating into a DataError naming file, record and value."""
     msg = err.message
     if _MARK_OPEN in msg:
@@ -237,7 +238,7 @@ def iterate(ds, files=None):
         except StopIteration:
             return
         except tf.errors.OpError as e:
-            raise _to_data_error(e, files) from None
+            raise to_data_error(e, files) from None
         yield batch
 
 
@@ -288,5 +289,5 @@ def read_ids_and_labels(pattern, allow_2017=False):
                 ids.append(vid)
             labels.extend(r.astype(np.int64) for r in rows)
     except tf.errors.OpError as e:
-        raise _to_data_error(e, files) from None
+        raise to_data_error(e, files) from None
     return ids, labels

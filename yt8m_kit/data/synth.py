@@ -37,7 +37,6 @@ from yt8m_kit.data.quantization import dequantize, quantize
 from yt8m_kit.fileio import atomic_open, atomic_path
 
 # ../shared/data/... relative to the repository root (yt8m_kit/..).
-DEFAULT_VOCABULARY = Path(__file__).resolve().parent.parent.parent / "shared/data/yt8m_2018_video/vocabulary.csv"
 SPLITS = ("train", "validate", "test")
 _SPLIT_CODE = {"train": 1, "validate": 2, "test": 3}
 WORDS_PER_CLASS = 3
@@ -46,8 +45,16 @@ RGB_OFFSET, RGB_NOISE, RGB_PROTO = 0.2, 0.45, 0.3
 AUDIO_OFFSET, AUDIO_NOISE, AUDIO_PROTO = 0.4, 0.5, 0.6
 
 
-def class_frequencies(vocabulary=DEFAULT_VOCABULARY):
-    """(counts (3862,) float64, source str). vocabulary=None or a missing default -> Zipf law."""
+def shared_vocabulary():
+    """The real 2018 vocabulary.csv in ../shared beside this clone when it is there, else None: the
+    command line's default (the library never looks for it by itself)."""
+    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "yt8m_2018_video" / "vocabulary.csv"
+    return path if path.is_file() else None
+
+
+def class_frequencies(vocabulary=None):
+    """(counts (3862,) float64, source str): vocabulary.csv's TrainVideoCount, or a Zipf law when
+    vocabulary is None."""
     if vocabulary is not None and Path(vocabulary).is_file():
         counts = np.zeros(NUM_CLASSES)
         with open(vocabulary, newline="", encoding="utf-8") as f:
@@ -58,10 +65,8 @@ def class_frequencies(vocabulary=DEFAULT_VOCABULARY):
                     raise ConfigError(f"{vocabulary}: cannot read Index/TrainVideoCount from row {row.get('Index')!r} ({e}); "
                                       "expected the 2018 vocabulary.csv") from e
         return counts, str(vocabulary)
-    if vocabulary is not None and Path(vocabulary) != DEFAULT_VOCABULARY:
-        raise ConfigError(f"vocabulary file {vocabulary} not found; pass the 2018 vocabulary.csv or omit --vocabulary")
     if vocabulary is not None:
-        print(f"note: {vocabulary} not found; class frequencies follow a Zipf law instead", file=sys.stderr)
+        raise ConfigError(f"vocabulary file {vocabulary} not found; pass the 2018 vocabulary.csv or omit --vocabulary")
     return 1.0 / np.arange(1, NUM_CLASSES + 1), "zipf"
 
 
@@ -171,7 +176,7 @@ def _make_ids(seed, total):
     return ["".join(row) for row in alphabet[digits]]
 
 
-def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=DEFAULT_VOCABULARY,
+def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=None,
              max_frames=360, split_videos=None, progress=False, min_frames=None):
     """Write train/validate/test shards to out_dir; return a summary dict (also saved as summary.json).
 
@@ -260,7 +265,8 @@ def main(argv=None):
     p.add_argument("--shards", type=int, default=2, help="shards per split (default 2)")
     p.add_argument("--classes", type=int, default=None, help="keep only the C most frequent classes")
     p.add_argument("--vocabulary", default=None,
-                   help=f"vocabulary.csv for class frequencies (default {DEFAULT_VOCABULARY}; Zipf if absent)")
+                   help="vocabulary.csv for class frequencies (default: ../shared/data/yt8m_2018_video/"
+                        "vocabulary.csv beside this clone when it exists, else a Zipf law)")
     p.add_argument("--max-frames", type=int, default=360, help="longest video (default 360)")
     p.add_argument("--min-frames", type=int, default=None,
                    help="draw lengths uniformly from MIN..--max-frames (default: the mixed profile above; "
@@ -268,7 +274,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     s = generate(a.out, a.level, a.videos, a.seed, shards=a.shards, classes=a.classes,
-                 vocabulary=a.vocabulary or DEFAULT_VOCABULARY, max_frames=a.max_frames, min_frames=a.min_frames,
+                 vocabulary=a.vocabulary or shared_vocabulary(), max_frames=a.max_frames, min_frames=a.min_frames,
                  progress=True)
     for split, info in s["splits"].items():
         print(f"{split}: {info['videos']} videos, {info['frames']} frames, {len(info['files'])} shards")

@@ -24,13 +24,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from yt8m_kit.ensemble import precision as quantize
+from yt8m_kit.ensemble import precision as storage
 from yt8m_kit.errors import ConfigError
 from yt8m_kit.fileio import atomic_path
+from yt8m_kit.layers import MaskedMeanFrames
 from yt8m_kit.evaluate.predict_loop import model_level
 
-PRECISIONS = ("float32", "bfloat16", "int8")
-COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
 
 
 class _Hidden:
@@ -41,18 +40,12 @@ class _Hidden:
         self.value = value
 
 
-def member_dtype(precision):
-    if precision not in COMPUTE_DTYPE:
-        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-    return COMPUTE_DTYPE[precision]
-
-
 def build_member(model_name, overrides, precision):
     """A fresh registered model at the compute dtype of `precision`."""
     from yt8m_kit.models import create_model
 
     overrides = {k: v for k, v in dict(overrides or {}).items() if k != "dtype"}
-    return create_model(model_name, dtype=member_dtype(precision), **overrides)
+    return create_model(model_name, dtype=storage.compute_dtype(precision), **overrides)
 
 
 def cast_weights(source, target, precision):
@@ -66,8 +59,8 @@ def cast_weights(source, target, precision):
         value = np.asarray(s.numpy())
         if tuple(value.shape) != tuple(d.shape):
             raise ConfigError(f"variable {s.path} has shape {value.shape}, {d.path} has {tuple(d.shape)}")
-        if precision == "int8" and quantize.should_quantize(value):
-            value = quantize.roundtrip_int8(value)
+        if precision == "int8" and storage.should_quantize(value):
+            value = storage.roundtrip_int8(value)
         d.assign(ops.cast(value, d.dtype))
     return target
 
@@ -82,9 +75,9 @@ class EnsembleMember(keras.layers.Layer):
         self.overrides = {k: v for k, v in dict(overrides or {}).items() if k != "dtype"}
         if member is None:
             member = build_member(model_name, self.overrides, precision)
-        elif member.variables and member.variables[0].dtype != member_dtype(precision):
+        elif member.variables and member.variables[0].dtype != storage.compute_dtype(precision):
             raise ConfigError(f"member {model_name} has {member.variables[0].dtype} weights; "
-                              f"precision {precision} needs {member_dtype(precision)}")
+                              f"precision {precision} needs {storage.compute_dtype(precision)}")
         self._member = _Hidden(member)
         self.level = model_level(member)
 
@@ -103,17 +96,17 @@ class EnsembleMember(keras.layers.Layer):
 
     def stored_bytes(self):
         """Exact bytes of the arrays save_own_variables writes."""
-        return quantize.storage_bytes([np.asarray(v.numpy()) for v in self.member().variables], self.precision)
+        return storage.storage_bytes([np.asarray(v.numpy()) for v in self.member().variables], self.precision)
 
     def save_own_variables(self, store):
         for i, v in enumerate(self.member().variables):
-            for suffix, array in quantize.storage_arrays(v.numpy(), self.precision).items():
+            for suffix, array in storage.storage_arrays(v.numpy(), self.precision).items():
                 store[f"{i}.{suffix}" if suffix else str(i)] = array
 
     def load_own_variables(self, store):
         for i, v in enumerate(self.member().variables):
             if f"{i}.int8" in store:
-                value = quantize.dequantize_int8(np.asarray(store[f"{i}.int8"]), np.asarray(store[f"{i}.scale"]))
+                value = storage.dequantize_int8(np.asarray(store[f"{i}.int8"]), np.asarray(store[f"{i}.scale"]))
             elif str(i) in store:
                 value = np.asarray(store[str(i)])
             else:
@@ -127,22 +120,6 @@ class EnsembleMember(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "model_name": self.model_name, "overrides": self.overrides,
                 "precision": self.precision, "run": self.run}
-
-
-@keras.saving.register_keras_serializable(package="yt8m_kit")
-class MaskedMeanFrames(keras.layers.Layer):
-    """[frames (B, T, D), num_frames (B,)] -> (B, D) mean of each video's real frames."""
-
-    def call(self, inputs):
-        frames, num_frames = inputs
-        t = ops.shape(frames)[1]
-        mask = ops.cast(ops.less(ops.arange(t)[None, :], ops.cast(num_frames, "int32")[:, None]),
-                        frames.dtype)[:, :, None]  # (B, T, 1)
-        count = ops.maximum(ops.cast(num_frames, frames.dtype), 1.0)[:, None]  # (B, 1)
-        return ops.sum(frames * mask, axis=1) / count
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], input_shape[0][2])
 
 
 def ensemble_inputs(level):

@@ -21,7 +21,19 @@ float32: their bytes do not matter and they are the most sensitive.
 
 import numpy as np
 
+PRECISIONS = ("float32", "bfloat16", "int8")  # how a member's weights can be stored
+# The dtype a member computes in at each precision: int8 weights are dequantised to float32 at load.
+COMPUTE_DTYPE = {"float32": "float32", "bfloat16": "bfloat16", "int8": "float32"}
 MIN_INT8_ELEMENTS = 4096
+
+
+def compute_dtype(precision):
+    """The Keras dtype policy a member stored at `precision` runs in."""
+    from yt8m_kit.errors import ConfigError
+
+    if precision not in COMPUTE_DTYPE:
+        raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    return COMPUTE_DTYPE[precision]
 
 
 def should_quantize(value, min_elements=MIN_INT8_ELEMENTS):

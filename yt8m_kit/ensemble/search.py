@@ -5,13 +5,11 @@ bytes and its validation scores. A *plan* picks at most one candidate per run; i
 the GAP@20 of the plain mean of its members' scores (the paper's averaging), its size the sum
 of its members' bytes plus a fixed overhead (container headers, the ensemble's config).
 
-Speed: `SubsetGap` computes the exact GAP of any subset without touching full (N, 3862)
-matrices: per video it keeps the union of the candidates' top `pool` classes (a few hundred
-columns) and each candidate's best score outside it, which bounds what any class outside
-can reach; rows where the bound is not met are recomputed from the full rows. The pooled
-GAP then needs one sort of N*20 scores. Measured (Nov 2026, 2 shared cores, load ~5):
-6 runs x 3 precisions, 10,000 videos, synthetic scores: 28 s to prepare, 4,095 plans in
-208 s (51 ms/plan, 0.17 fallback rows/plan); the plain full-matrix GAP takes ~2.2 s/plan.
+`SubsetGap` scores a plan with the evaluator's GAP (yt8m_kit.evaluate.metrics.gap_of_pairs, the
+official tie order) without touching full (N, 3862) matrices: per video it keeps the union of the
+candidates' top `pool` classes and each candidate's best score outside it, which bounds what any
+class outside can reach; rows where the bound is not met, or where scores tie at the k-th place,
+are recomputed from the full rows. Its speed: bench/README.md ("planner").
 
 Search: exhaustive over all (precisions + 1)^runs plans when that is at most
 `max_exhaustive` (six runs x three precisions: 4^6 = 4,096), only scoring plans within the
@@ -25,8 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from yt8m_kit import TOP_K
-
-PRECISIONS = ("float32", "bfloat16", "int8")
+from yt8m_kit.ensemble.precision import PRECISIONS  # noqa: F401  (the search's default precisions)
+from yt8m_kit.evaluate import metrics
 
 
 @dataclass(frozen=True)
@@ -48,24 +46,6 @@ class Plan:
     gap: float
 
 
-def gap_from_top(values, relevant, num_positives):
-    """GAP from pooled top-k pairs: values (P,) scores, relevant (P,) bool, M true pairs.
-
-    GAP = sum over relevant pairs of precision at its rank / M, ranks by descending score.
-    Tied scores count as ranked after each other pessimistically (ranks = number >= score).
-    """
-    if num_positives <= 0:
-        return 0.0
-    values = np.asarray(values, dtype=np.float32).reshape(-1)
-    rel_values = -np.sort(-values[np.asarray(relevant, bool).reshape(-1)])  # descending
-    if rel_values.size == 0:
-        return 0.0
-    ordered = np.sort(values)  # ascending; rank of v = number of values >= v
-    rank_all = ordered.size - np.searchsorted(ordered, rel_values, side="left")
-    rank_rel = np.arange(1, rel_values.size + 1)
-    return float(np.sum(rank_rel / rank_all) / num_positives)
-
-
 def label_keys(indptr, indices, num_classes):
     """CSR labels -> sorted unique int64 keys row * num_classes + class (for membership tests)."""
     indptr = np.asarray(indptr, np.int64)
@@ -77,18 +57,6 @@ def _is_label(keys, rows, classes, num_classes):
     k = rows.astype(np.int64) * num_classes + classes.astype(np.int64)
     pos = np.minimum(np.searchsorted(keys, k), max(keys.size - 1, 0))
     return (keys[pos] == k) if keys.size else np.zeros(k.shape, bool)
-
-
-def gap_at_k(scores, indptr, indices, k=TOP_K):
-    """Reference GAP@k of a full (N, C) score matrix against CSR labels (plain, vectorised)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    n, c = scores.shape
-    k = min(k, c)
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (N, k) unordered top-k classes
-    values = np.take_along_axis(scores, top, axis=1)
-    keys = label_keys(indptr, indices, c)
-    rel = _is_label(keys, np.arange(n)[:, None], top, c)
-    return gap_from_top(values, rel, keys.size)
 
 
 class SubsetGap:
@@ -157,8 +125,9 @@ class SubsetGap:
         return self._prefix[1] + self.pooled[members[-1]]
 
     def top_pairs(self, members):
-        """(values, relevant) of the k best classes of every video under the mean of
-        `members`' scores, pooled (N*k of each, in no particular order); exact."""
+        """(videos, classes, values, relevant) of the k best classes of every video under the mean
+        of `members`' scores, pooled (N*k of each, in no particular order); exact, with ties at the
+        k-th place broken as metrics.top_k does (the lower class index enters)."""
         members = sorted(members)
         if not members:
             raise ValueError("a plan needs at least one member")
@@ -166,26 +135,26 @@ class SubsetGap:
         w = total.shape[1]
         kth = np.partition(total, w - self.k, axis=1)[:, w - self.k]  # k-th best per video (N,)
         keep = total >= kth[:, None]  # (N, W): the top k, plus any ties with the k-th
-        bad = kth < self.floors[members].sum(axis=0)  # a class outside U might beat the k-th
+        # Rows recomputed from the full scores: a class outside U might reach the k-th, or a tie at
+        # the k-th place needs the evaluator's rule (the lower class index enters).
+        bad = (kth <= self.floors[members].sum(axis=0)) | (keep.sum(axis=1) > self.k)
         keep[bad] = False
+        videos, cols = np.nonzero(keep)
+        classes, values, rel = self.classes[videos, cols], total[keep] / len(members), self.rel[keep]
         bad = np.flatnonzero(bad)
-        if np.count_nonzero(keep) != (self.n - bad.size) * self.k:  # ties at the k-th score
-            ties = np.flatnonzero(keep.sum(axis=1) > self.k)
-            top = np.argpartition(-total[ties], self.k - 1, axis=1)[:, :self.k]
-            keep[ties] = False  # keep exactly k of the tied rows (which tied class wins is arbitrary)
-            keep[ties[:, None], top] = True
-        values, rel = total[keep] / len(members), self.rel[keep]
         if bad.size:
             self.fallback_rows += bad.size
             full = sum(np.asarray(self.full[m][bad], dtype=np.float32) for m in members) / len(members)
-            top = np.argpartition(-full, self.k - 1, axis=1)[:, :self.k]
-            values = np.concatenate([values, np.take_along_axis(full, top, axis=1).ravel()])
+            top, top_values = metrics.top_k(full, self.k)
+            videos = np.concatenate([videos, np.repeat(bad, self.k)])
+            classes = np.concatenate([classes, top.ravel()])
+            values = np.concatenate([values, top_values.ravel()])
             rel = np.concatenate([rel, _is_label(self.keys, bad[:, None], top, self.num_classes).ravel()])
-        return values, rel
+        return videos, classes, values, rel
 
     def gap(self, members):
-        values, rel = self.top_pairs(members)
-        return gap_from_top(values, rel, self.keys.size)
+        """GAP@k of the plain mean of `members`, as yt8m_kit.evaluate.metrics scores it."""
+        return metrics.gap_of_pairs(*self.top_pairs(members), self.keys.size)
 
 
 def _options(candidates):

@@ -23,7 +23,7 @@ import numpy as np
 from yt8m_kit.train import checkpoint as ckpt_lib
 from yt8m_kit.ensemble import search as plan_lib
 from yt8m_kit.errors import ConfigError, DataError
-from yt8m_kit.fileio import atomic_open, atomic_path
+from yt8m_kit.fileio import atomic_open, atomic_path, write_json
 
 MB = 1e6
 # Container bytes beyond the members' arrays (zip + h5 headers, configs, ensemble.json):
@@ -202,12 +202,6 @@ def write_artifact(config, chosen, models):
             for name in names:
                 tar.add(os.path.join(config.out, name), arcname=name)
     return artifact_bytes, sum(os.path.getsize(os.path.join(config.out, n)) for n in names)
-
-
-def write_json(path, obj):
-    with atomic_open(path) as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
 
 
 def run_submit(config, log=None):

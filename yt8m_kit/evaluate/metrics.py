@@ -31,7 +31,7 @@ import numpy as np
 
 from yt8m_kit import NUM_CLASSES, TOP_K
 from yt8m_kit.errors import DataError
-from yt8m_kit.evaluate.ranking import _KEY_BIAS, _official_ranking, _official_shuffle, _order_keys  # noqa: F401
+from yt8m_kit.evaluate.ranking import KEY_BIAS, official_ranking, order_keys
 
 
 def _check_scores(scores, num_classes=None, what="scores"):
@@ -78,13 +78,13 @@ def _ap_of_ranking(rel, num_positives):
 
 
 def _ap_from_keys(keys, rel, num_positives):
-    """AP of pairs in push order (keys from _order_keys), with the official tie order."""
+    """AP of pairs in push order (keys from order_keys), with the official tie order."""
     if num_positives <= 0:
         return 0.0
-    ranked = np.sort((_KEY_BIAS - keys) * 2 + ~rel)  # score descending; in a tie, true pairs first
+    ranked = np.sort((KEY_BIAS - keys) * 2 + ~rel)  # score descending; in a tie, true pairs first
     desc, r = ranked >> 1, (ranked & 1) == 0
     if np.any((desc[1:] == desc[:-1]) & (r[1:] != r[:-1])):  # a tie mixes true and false pairs
-        r = _official_ranking(keys, rel)
+        r = official_ranking(keys, rel)
     return _ap_of_ranking(r, num_positives)
 
 
@@ -93,7 +93,29 @@ def official_ap(values, rel, num_positives):
 
     num_positives: the recall denominator (true pairs overall, retained or not).
     """
-    return _ap_from_keys(_order_keys(values), np.asarray(rel, bool), num_positives)
+    return _ap_from_keys(order_keys(values), np.asarray(rel, bool), num_positives)
+
+
+def push_order(videos, classes):
+    """The official push order of pairs: class-major, video-minor (top_k_by_class, then flatten)."""
+    return np.lexsort((np.asarray(videos, np.int64).ravel(), np.asarray(classes, np.int64).ravel()))
+
+
+def gap_of_pairs(videos, classes, values, relevant, num_positives):
+    """GAP of pooled top-k pairs given in any order: (video row, class, score, is-true) each (P,),
+    num_positives the true (video, label) pairs overall. Ties ranked as the official code does, so
+    this is the number Evaluator gives for the same top-k pairs (the planner scores plans with it)."""
+    order = push_order(videos, classes)
+    values = np.asarray(values, np.float32).ravel()[order]
+    return _ap_from_keys(order_keys(values), np.asarray(relevant, bool).ravel()[order], num_positives)
+
+
+def gap(scores, labels, k=TOP_K):
+    """GAP@k of a (N, C) score matrix: labels multi-hot (N, C) or a list of N class-index arrays."""
+    scores = _check_scores(scores)
+    ev = Evaluator(num_classes=scores.shape[1], top_k=k)
+    ev.add(scores, labels)
+    return ev.result()["gap"]
 
 
 def _class_aps(cls, keys, rel, positives):
@@ -103,7 +125,7 @@ def _class_aps(cls, keys, rel, positives):
     if cls.size == 0:
         return aps
     # One sort of (class, score descending, true first) composites: 15 + 33 + 1 bits.
-    ranked = np.sort((cls << 34) | ((_KEY_BIAS - keys) << 1) | ~rel)
+    ranked = np.sort((cls << 34) | ((KEY_BIAS - keys) << 1) | ~rel)
     c, desc, r = ranked >> 34, ranked >> 1, (ranked & 1) == 0
     start = np.searchsorted(c, c, side="left")  # first position of each pair's class
     rank = np.arange(c.size) - start + 1
@@ -114,7 +136,7 @@ def _class_aps(cls, keys, rel, positives):
     mixed = (desc[1:] == desc[:-1]) & (r[1:] != r[:-1])  # same class and score, true and false
     for klass in np.unique(c[1:][mixed]):  # only those classes need the official tie order
         lo, hi = np.searchsorted(cls, [klass, klass + 1])  # cls is class-major: its pairs, video order
-        aps[klass] = _ap_of_ranking(_official_ranking(keys[lo:hi], rel[lo:hi]), positives[klass])
+        aps[klass] = _ap_of_ranking(official_ranking(keys[lo:hi], rel[lo:hi]), positives[klass])
     return aps
 
 
@@ -221,10 +243,10 @@ class Evaluator:
             raise DataError("no videos were added: nothing to evaluate")
         idx = np.concatenate(self._idx)
         valid = idx >= 0
-        cls = idx[valid].astype(np.int64)  # row-major: video-major
-        push = np.sort(cls * cls.size + np.arange(cls.size)) % max(cls.size, 1)  # stable by class:
+        cls = idx[valid].astype(np.int64)
+        push = push_order(np.nonzero(valid)[0], cls)
         cls = cls[push]  # class-major, video-minor, the official flatten
-        keys = _order_keys(np.concatenate(self._val)[valid][push])
+        keys = order_keys(np.concatenate(self._val)[valid][push])
         rel = np.concatenate(self._rel)[valid][push]
         positives = self._class_positives
         gap = _ap_from_keys(keys, rel, int(positives.sum()))

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from yt8m_kit.errors import ConfigError, DataError
+from yt8m_kit.layers.numerics import masked_mean
 
 DEFAULT_BATCH_SIZE = 32  # videos per batch; the model sees batch_size * repeats rows
 DEFAULT_NUM_SAMPLES = 300  # frames per random sub-sample (the readers' MAX_FRAMES)
@@ -87,14 +88,6 @@ def shard_files(files, shard):
             f"shard {i}/{n}: only {len(files)} file(s) match, and shards split by file; "
             f"use at most {len(files)} shards")
     return files[i::n]
-
-
-def masked_mean(frames, num_frames):
-    """(B, T, D) frames, (B,) counts -> (B, D) mean over each video's real frames only."""
-    t = tf.shape(frames)[1]
-    mask = tf.cast(tf.sequence_mask(num_frames, t), frames.dtype)[:, :, None]  # (B, T, 1)
-    count = tf.maximum(tf.cast(num_frames, frames.dtype), 1.0)[:, None]  # (B, 1)
-    return tf.reduce_sum(frames * mask, axis=1) / count
 
 
 # Traced steps per model, so repeated predict_batches calls on one model (the planner, tests)

@@ -6,8 +6,8 @@ google/youtube-8m's AveragePrecisionCalculator ranks pairs pushed in a given ord
   3. the heap list is permuted by random.seed(0); random.sample(range(n), n)  ("_shuffle");
   4. a stable sort by score, descending, gives the ranking.
 (Step 1, the class-major push order, is the caller's.) Step 3 is random.sample redone in numpy
-(_official_shuffle): the same MT19937 stream, the same rejection sampling, the same pool moves.
-Scores enter as int64 keys (_order_keys), which order and tie exactly as the float32 scores.
+(official_shuffle): the same MT19937 stream, the same rejection sampling, the same pool moves.
+Scores enter as int64 keys (order_keys), which order and tie exactly as the float32 scores.
 """
 
 import collections
@@ -18,29 +18,29 @@ import random
 import numpy as np
 
 
-_KEY_BIAS = 1 << 31  # _order_keys lie in (-2^31, 2^31): KEY_BIAS - key is a positive "descending" key
+KEY_BIAS = 1 << 31  # order_keys lie in (-2^31, 2^31): KEY_BIAS - key is a positive "descending" key
 
 
-def _order_keys(values):
+def order_keys(values):
     """float32 -> int64 keys with the same order and the same ties (-0.0 == 0.0)."""
     bits = (np.asarray(values, np.float32) + np.float32(0.0)).view(np.int32).astype(np.int64)
     return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
 
 
-def _official_ranking(keys, rel):
+def official_ranking(keys, rel):
     """rel (bool) in the official ranking of pairs pushed in this order (steps 2-4 of the module doc)."""
     n = keys.size
     heap = []
     # Tuples (score, actual) compare like the ints 2*key + actual; equal ones are interchangeable.
     collections.deque(map(functools.partial(heapq.heappush, heap), (keys * 2 + rel).tolist()), maxlen=0)
-    shuffled = np.array(heap, dtype=np.int64)[_official_shuffle(n)]
+    shuffled = np.array(heap, dtype=np.int64)[official_shuffle(n)]
     del heap
     # Stable sort by score descending = sort of the unique (descending key, position) composites.
-    ranked = np.sort((_KEY_BIAS - (shuffled >> 1)) * n + np.arange(n)) % n
+    ranked = np.sort((KEY_BIAS - (shuffled >> 1)) * n + np.arange(n)) % n
     return (shuffled[ranked] & 1).astype(bool)
 
 
-def _official_shuffle(n, seed=0):
+def official_shuffle(n, seed=0):
     """random.seed(seed); random.sample(range(n), n), computed with numpy: the same list, faster.
 
     The same MT19937 stream as Python's random (its state copied), the same rejection sampling as

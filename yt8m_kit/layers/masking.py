@@ -9,12 +9,7 @@ layer, which multiplies its per-frame assignments by it.
 import keras
 from keras import ops
 
-
-def frame_mask(num_frames, max_frames, dtype="float32"):
-    """(B,) real-frame counts -> (B, T) mask: 1 for frames i < num_frames, else 0."""
-    positions = ops.arange(max_frames, dtype="int32")  # (T,)
-    counts = ops.reshape(ops.cast(num_frames, "int32"), (-1, 1))  # (B, 1)
-    return ops.cast(ops.less(ops.expand_dims(positions, 0), counts), dtype)  # (B, T)
+from yt8m_kit.layers.numerics import frame_mask, masked_mean
 
 
 @keras.saving.register_keras_serializable(package="yt8m_kit")
@@ -67,3 +62,16 @@ class FeatureSlice(keras.layers.Layer):
         config = super().get_config()
         config.update({"start": self.start, "stop": self.stop})
         return config
+
+
+@keras.saving.register_keras_serializable(package="yt8m_kit")
+class MaskedMeanFrames(keras.layers.Layer):
+    """[frames (B, T, D), num_frames (B,)] -> (B, D) mean of each video's real frames: the video-level
+    features a video-level ensemble member gets from a frame-level batch."""
+
+    def call(self, inputs):
+        frames, num_frames = inputs
+        return masked_mean(frames, num_frames)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][2])

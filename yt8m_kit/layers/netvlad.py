@@ -15,18 +15,7 @@ import math
 import keras
 from keras import ops
 
-
-def l2_normalize(x, axis=-1, epsilon=1e-12):
-    """x / max(||x||_2, sqrt(eps)) along `axis`, computed in float32, returned in x's dtype."""
-    dtype = x.dtype
-    x32 = ops.cast(x, "float32")
-    norm_sq = ops.sum(ops.square(x32), axis=axis, keepdims=True)
-    return ops.cast(x32 * ops.rsqrt(ops.maximum(norm_sq, epsilon)), dtype)
-
-
-def softmax32(logits, axis=-1):
-    """Softmax in float32, returned in the logits' dtype."""
-    return ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=axis), logits.dtype)
+from yt8m_kit.layers.numerics import l2_normalize, softmax32
 
 
 @keras.saving.register_keras_serializable(package="yt8m_kit")

@@ -12,7 +12,7 @@ import math
 import keras
 from keras import ops
 
-from yt8m_kit.layers.netvlad import softmax32
+from yt8m_kit.layers.numerics import softmax32
 
 
 @keras.saving.register_keras_serializable(package="yt8m_kit")

@@ -15,10 +15,10 @@ import sys
 import h5py
 import numpy as np
 
-from yt8m_kit.train.checkpoint import (AVERAGED, MODEL_JSON, WEIGHTS, _write_json, checkpoint_name,
+from yt8m_kit.train.checkpoint import (AVERAGED, MODEL_JSON, WEIGHTS, checkpoint_name,
                                  list_checkpoints, meta_differences, read_json)
 from yt8m_kit.errors import ConfigError, cli_main
-from yt8m_kit.fileio import atomic_path
+from yt8m_kit.fileio import atomic_path, write_json
 
 
 def _datasets(f):
@@ -119,7 +119,7 @@ def average_checkpoints(run_dir, last=None, steps=None, out=None):
         meta = {k: v for k, v in metas[-1].items() if k != "path"}
         meta["averaged_steps"] = [s for s, _ in chosen]
         meta["averaged_from"] = [checkpoint_name(s) for s, _ in chosen]
-        _write_json(os.path.join(tmp, MODEL_JSON), meta)
+        write_json(os.path.join(tmp, MODEL_JSON), meta, sort_keys=True)
     return out
 
 

@@ -19,7 +19,7 @@ import shutil
 import numpy as np
 
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.fileio import atomic_open, atomic_path
+from yt8m_kit.fileio import atomic_path, write_json
 
 MODEL_JSON = "model.json"
 WEIGHTS = "model.weights.h5"
@@ -42,12 +42,6 @@ def _fsync_tree(path):
                 os.fsync(f.fileno())
 
 
-def _write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-
-
 def read_json(path, what="file"):
     try:
         with open(path) as f:
@@ -60,9 +54,7 @@ def read_json(path, what="file"):
 
 def write_run_json(run_dir, run):
     os.makedirs(run_dir, exist_ok=True)
-    with atomic_open(os.path.join(run_dir, RUN_JSON)) as f:
-        json.dump(run, f, indent=2, sort_keys=True)
-        f.write("\n")
+    write_json(os.path.join(run_dir, RUN_JSON), run, sort_keys=True)
 
 
 def _extra_variables(model):
@@ -83,7 +75,7 @@ def save_checkpoint(run_dir, step, model, meta, optimizer=None, state=None, keep
     with atomic_path(final) as tmp:
         os.makedirs(tmp)
         model.save_weights(os.path.join(tmp, WEIGHTS))
-        _write_json(os.path.join(tmp, MODEL_JSON), dict(meta, step=int(step)))
+        write_json(os.path.join(tmp, MODEL_JSON), dict(meta, step=int(step)), sort_keys=True)
         if optimizer is not None or state is not None:
             _save_train_state(os.path.join(tmp, TRAIN_STATE), step, model, optimizer, state)
         _fsync_tree(tmp)
@@ -101,7 +93,7 @@ def _save_train_state(path, step, model, optimizer, state):
             arrays[f"{kind}_{i}"] = np.asarray(v.numpy())
             names[kind].append(v.path)
     np.savez(os.path.join(path, "variables.npz"), **arrays)
-    _write_json(os.path.join(path, "state.json"), dict(state or {}, step=int(step), variables=names))
+    write_json(os.path.join(path, "state.json"), dict(state or {}, step=int(step), variables=names), sort_keys=True)
 
 
 def restore_train_state(ckpt, model, optimizer):

@@ -65,7 +65,7 @@ def next_batch(batches, pattern):
     try:
         return next(batches)
     except tf.errors.OpError as e:
-        raise data_lib._to_data_error(e, data_lib.list_files(pattern)) from None
+        raise data_lib.to_data_error(e, data_lib.list_files(pattern)) from None
 
 
 def make_train_step(strategy, model, optimizer, config):

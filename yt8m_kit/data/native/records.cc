@@ -12,7 +12,7 @@
 // so the stream reaches the bad record where TFRecordDataset would, and Yt8mReadRecords stops
 // there with an error naming file and record.
 //
-// Errors carry the marked text yt8m_kit.data._to_data_error reads back (file, record, reason):
+// Errors carry the marked text yt8m_kit.data.dataset.to_data_error reads back (file, record, reason):
 // keep kOpen/kSep/kClose equal to data.py's _MARK_OPEN/_SEP/_MARK_CLOSE (tests/test_native.py).
 
 #include <cstring>
