@@ -47,7 +47,8 @@ def build_parser():
 def parse_config(argv):
     from yt8m_kit.fileio import parse_size
     from yt8m_kit.ensemble.precision import PRECISIONS
-    from yt8m_kit.ensemble.submit_job import SubmitConfig, default_valid
+    from yt8m_kit.ensemble.candidates import default_valid
+    from yt8m_kit.ensemble.submit_job import SubmitConfig
 
     args = build_parser().parse_args(argv)
     try:

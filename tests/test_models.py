@@ -199,3 +199,39 @@ def test_model_inputs_selects_the_reader_keys_a_model_takes():
     np.testing.assert_array_equal(predict(model, picked), predict(model, batch("soft_bof_4k_tiny")))
     with pytest.raises(ConfigError, match=r"needs input\(s\) \['features'\]"):
         model_inputs(create_model("video_logistic"), reader_batch)
+
+
+def test_configuration_is_data_in_one_place():
+    """Each registered model's architecture is a dataclass in models/configs.py whose fields are
+    exactly its builder's arguments (no default hides in a builder), and its trainer settings a
+    TrainSettings; `python -m yt8m_kit.models --configs` shows both without building."""
+    import dataclasses
+    import inspect
+
+    from yt8m_kit.models import configs
+    from yt8m_kit.models.registry import get_spec
+
+    assert sorted(configs.MODELS) == list_models()
+    for name in list_models():
+        spec = get_spec(name)
+        assert dataclasses.is_dataclass(spec.config) and isinstance(spec.train, configs.TrainSettings)
+        params = inspect.signature(spec.build).parameters
+        assert set(params) - {"name"} == {f.name for f in dataclasses.fields(spec.config)}, name
+        assert all(p.default is inspect.Parameter.empty for p in params.values()), name
+
+
+def test_models_cli_shows_configs(capsys):
+    import json
+
+    from yt8m_kit.models.__main__ import main
+
+    assert main(["--configs", "--json", "--pattern", "*netvlad"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"lfnl_netvlad", "efnl_netvlad", "netvlad"}
+    r = rows["lfnl_netvlad"]
+    assert r["architecture_class"] == "LateFusionVLAD" and r["architecture"]["num_experts"] == 8
+    assert (r["train"]["xla"], r["train_source"]["xla"]) == (True, "model")
+    assert (r["train"]["lr"], r["train_source"]["lr"]) == (2e-4, "trainer")
+    assert main(["--configs", "--pattern", "video"]) == 0
+    out = capsys.readouterr().out
+    assert "architecture Video:" in out and "epochs=12" in out and "hidden=(1024,)" in out

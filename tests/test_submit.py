@@ -12,6 +12,7 @@ import pytest
 import submit as submit_cli
 from yt8m_kit.train import checkpoint as ckpt_lib
 from yt8m_kit.ensemble import submit_job as S
+from yt8m_kit.ensemble.candidates import build_candidates, default_valid
 from yt8m_kit.models import create_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,7 +91,7 @@ def test_tight_budget_keeps_the_smallest_member_and_says_why(big, runs, frame_da
     logs = []
     # The smallest candidate is lfnl_netvlad_tiny at int8; give just enough room for it.
     tight_cfg = config(runs, frame_data, tmp_path / "out", 10**9)
-    candidates, *_ = S.build_candidates(tight_cfg, logs.append, [])
+    candidates, *_ = build_candidates(tight_cfg, logs.append, [])
     assert all("reuse" in m for m in logs if "predictions" in m)  # cache hit: nothing recomputed
     small = min(candidates, key=lambda c: c.bytes)
     assert small.precision == "int8"
@@ -115,7 +116,7 @@ def test_budget_nothing_fits_exits_nonzero(runs, frame_data, tmp_path, capsys):
 
 def test_cache_is_keyed_by_seed(runs, frame_data, tmp_path):
     logs = []
-    S.build_candidates(config(runs, frame_data, tmp_path, 10**9, seed=7, precisions=("int8",)), logs.append, [])
+    build_candidates(config(runs, frame_data, tmp_path, 10**9, seed=7, precisions=("int8",)), logs.append, [])
     assert sum("predict " in m for m in logs) == 2  # a new seed is a new key: recomputed
 
 
@@ -131,7 +132,7 @@ def test_size_is_checked_after_writing(big, runs, frame_data, tmp_path, monkeypa
     """With no overhead allowance the members' bytes fit but the written file does not:
     the artifact is refused before it replaces anything, and the search retries."""
     logs = []
-    candidates, *_ = S.build_candidates(config(runs, frame_data, tmp_path, 10**9), logs.append, [])
+    candidates, *_ = build_candidates(config(runs, frame_data, tmp_path, 10**9), logs.append, [])
     small = min(c.bytes for c in candidates)
     monkeypatch.setattr(S, "BASE_OVERHEAD", 0)
     monkeypatch.setattr(S, "MEMBER_OVERHEAD", 0)
@@ -143,8 +144,7 @@ def test_size_is_checked_after_writing(big, runs, frame_data, tmp_path, monkeypa
 
 def test_default_valid_comes_from_the_runs(tmp_path, monkeypatch):
     import json as _json
-
-    from yt8m_kit.ensemble import submit_job as submit_lib
+    from yt8m_kit.ensemble import candidates as submit_lib
     from yt8m_kit.errors import ConfigError as _ConfigError
 
     runs = []
@@ -154,8 +154,8 @@ def test_default_valid_comes_from_the_runs(tmp_path, monkeypatch):
         (run / "run.json").write_text(_json.dumps({"schedule": {"valid": valid}}))
         runs.append(str(run))
     monkeypatch.setattr(submit_lib, "find_runs", lambda runs_dir: runs)
-    assert submit_lib.default_valid(str(tmp_path)) == "v/validate*.tfrecord"
+    assert default_valid(str(tmp_path)) == "v/validate*.tfrecord"
 
     (tmp_path / "c" / "run.json").write_text(_json.dumps({"schedule": {"valid": "other*.tfrecord"}}))
     with pytest.raises(_ConfigError, match="pass --valid PATTERN.*other"):
-        submit_lib.default_valid(str(tmp_path))
+        default_valid(str(tmp_path))

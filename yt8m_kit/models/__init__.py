@@ -1,6 +1,7 @@
-"""Model registry: create_model(name, **overrides), list_models(pattern), model_info(name)."""
+"""Stage: models. configs (every registered model's architecture and trainer settings, as data),
+frame_models and video_models (the builders), registry (the door: create_model, list_models,
+model_info). Layers they are built from: yt8m_kit.layers."""
 
-from yt8m_kit.models import frame_models, video_models  # noqa: F401  (registers the models)
 from yt8m_kit.models.registry import DTYPES, create_model, list_models, model_info, model_inputs
 
 __all__ = ["DTYPES", "create_model", "list_models", "model_info", "model_inputs"]

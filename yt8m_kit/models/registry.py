@@ -1,9 +1,10 @@
 """The model registry: every variant is a name; `create_model(name, **overrides)` is the door.
 
-A registered builder is a function whose keyword arguments (or an explicit `defaults` dict)
-are the model's whole configuration; overrides may change any of them and nothing else.
-`dtype` ("float32" | "bfloat16" | "mixed_bfloat16") is accepted by every model and sets the
-Keras dtype policy of every layer; outputs are float32 probabilities whatever the policy.
+Each name's configuration is data in models/configs.py (MODELS: level, architecture dataclass,
+trainer settings, paper size); its builder is the function of that name in frame_models or
+video_models (NAME_tiny uses NAME's). Overrides may change any field of the architecture and
+nothing else. `dtype` ("float32" | "bfloat16" | "mixed_bfloat16") is a field of every model and
+sets the Keras dtype policy of every layer; outputs are float32 probabilities whatever the policy.
 """
 
 import dataclasses
@@ -12,62 +13,40 @@ import fnmatch
 import inspect
 
 from yt8m_kit.errors import ConfigError
+from yt8m_kit.models import configs, frame_models, video_models
 
 DTYPES = ("float32", "bfloat16", "mixed_bfloat16")
-LEVELS = ("frame", "video")
-_REGISTRY = {}
+_BUILDERS = {**frame_models.BUILDERS, **video_models.BUILDERS}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
     level: str  # "frame": inputs frames + num_frames; "video": input features
-    build: object  # function(**config) -> keras.Model
-    defaults: dict  # the whole configuration, dtype included
+    build: object  # function(name=..., **architecture fields) -> keras.Model
+    config: object  # the architecture dataclass (models/configs.py), defaults filled in
+    train: configs.TrainSettings
     paper_mib: float = None  # Tang et al. Table 1 size (MiB of fp32 parameters), if any
     doc: str = ""
-    train: dict = dataclasses.field(default_factory=dict)  # recommended trainer settings (lr, epochs, ...)
+
+    @property
+    def defaults(self):
+        return dataclasses.asdict(self.config)
 
 
-def register_model(level, paper_mib=None, defaults=None, name=None, train=None):
-    """Decorator: register `fn` under `name` (default fn.__name__).
-
-    The configuration is `defaults` if given, else fn's keyword defaults. `train` holds the
-    trainer settings this model was tuned with (TrainConfig keys, e.g. lr, batch_size, epochs):
-    `python -m yt8m_kit.train` uses them where the command line does not say otherwise.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"model level ({level!r}) must be one of {LEVELS}")
-
-    def wrap(fn):
-        if defaults is not None:
-            config = dict(defaults)
-        else:
-            config = {k: p.default for k, p in inspect.signature(fn).parameters.items()
-                      if p.default is not inspect.Parameter.empty}
-        config.setdefault("dtype", "float32")
-        add_spec(ModelSpec(name or fn.__name__, level, fn, config, paper_mib, inspect.getdoc(fn) or "",
-                           dict(train or {})))
-        return fn
-
-    return wrap
+def _spec(name, level, config, train, paper_mib):
+    base = name.removesuffix("_tiny")
+    build = _BUILDERS[base]
+    doc = inspect.getdoc(build) or ""
+    if base != name:
+        ref = configs.MODELS[base][1]
+        changes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                   if getattr(config, f.name) != getattr(ref, f.name)}
+        doc = f"Tiny {base} (same architecture): {changes}"
+    return ModelSpec(name, level, build, config, train, paper_mib, doc)
 
 
-def register_variant(name, base, doc, train=None, **changes):
-    """Register `name` as `base` with some defaults changed (e.g. the *_tiny variants), and
-    optionally its own trainer settings (`train`, as in register_model)."""
-    spec = _REGISTRY[base]
-    unknown = sorted(set(changes) - set(spec.defaults))
-    if unknown:
-        raise ValueError(f"variant {name!r} of {base!r} changes unknown keys {unknown}")
-    add_spec(dataclasses.replace(spec, name=name, defaults={**spec.defaults, **changes},
-                                 paper_mib=None, doc=doc, train={**spec.train, **(train or {})}))
-
-
-def add_spec(spec):
-    if spec.name in _REGISTRY:
-        raise ValueError(f"model {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
+_REGISTRY = {name: _spec(name, *row) for name, row in configs.MODELS.items()}
 
 
 def get_spec(name):
@@ -80,7 +59,7 @@ def get_spec(name):
 
 
 def resolve_config(name, overrides):
-    """defaults of `name` updated by `overrides`; ConfigError on unknown keys or dtype."""
+    """The architecture of `name` with `overrides` applied, as a dict; ConfigError on unknown keys or dtype."""
     spec = get_spec(name)
     unknown = sorted(set(overrides) - set(spec.defaults))
     if unknown:
@@ -114,10 +93,12 @@ def list_models(pattern=None):
 
 
 def model_info(name):
-    """{name, level, defaults, paper_mib, doc, train} of a registered model (a copy; safe to mutate)."""
+    """{name, level, config, defaults, paper_mib, doc, train} of a registered model: `config` the
+    architecture dataclass, `defaults` it as a dict, `train` the trainer settings that are set
+    (a copy; safe to mutate)."""
     spec = get_spec(name)
-    return {"name": spec.name, "level": spec.level, "defaults": dict(spec.defaults),
-            "paper_mib": spec.paper_mib, "doc": spec.doc, "train": dict(spec.train)}
+    return {"name": spec.name, "level": spec.level, "config": spec.config, "defaults": spec.defaults,
+            "paper_mib": spec.paper_mib, "doc": spec.doc, "train": spec.train.as_dict()}
 
 
 def model_inputs(model, batch):
