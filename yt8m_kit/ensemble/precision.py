@@ -5,12 +5,8 @@ them once at load, run in float. Why not Keras 3.15's `model.quantize("int8")`: 
 converts layers whose type is exactly Dense, EinsumDense or Embedding (our MoE, NetVLAD,
 gating and GRU weights, ~all the bytes, are custom layers or GRU cells, so it would leave
 them in float32), and its int8 Dense also quantises the *activations* on every call (W8A8,
-`AbsMaxQuantizer` on the inputs). Measured (Nov 2026, random-init models, 16 videos):
-  lfnl_netvlad_tiny: float32 2.43 MB; Keras int8 2.01 MB (only its one Dense converted);
-                     ours 0.76 MB, max |change in probability| 5.7e-5
-  video_moe:         float32 89.0 MB; Keras int8 89.0 MB (nothing converted); ours 22.4 MB, 3.6e-4
-  gru_tiny:          float32 1.38 MB; Keras int8 1.38 MB (GRU cells refused); ours 0.46 MB, 1.6e-4
-tests/test_ensemble.py::test_keras_quantize_misses_our_custom_layers keeps the first line true.
+`AbsMaxQuantizer` on the inputs). The two side by side: bench/README.md;
+tests/test_ensemble.py::test_keras_quantize_misses_our_custom_layers keeps the comparison true.
 
 Scheme: symmetric, per output channel (the last axis; a 1-D tensor gets one scale):
     scale = max|w| / 127 over all but the last axis;  q = round(w / scale) in [-127, 127]

@@ -15,9 +15,8 @@ Used by evaluation (`python -m yt8m_kit.evaluate --checkpoint`), the planner and
   (32 * 10 * 300 frames: ~440 MB) whatever the number of videos.
 - XLA: xla=True compiles the model call (one XLA graph for a whole ensemble). Batches have fixed
   shapes (300 frames, or R*B x num_samples rows): it compiles once, plus once for a short last
-  batch. Scores match the uncompiled step to ~1e-7. Opt-in: for the six paper models, 10 repeats,
-  batch 32 on 2 cores it was ~1.15x faster but doubled peak memory (16.5 vs 8.1 GB; Soft-BoF
-  alone 1.57x faster); bench/README.md.
+  batch. Scores match the uncompiled step to ~1e-7. Opt-in: faster, but it doubles the peak
+  memory (bench/README.md).
 - Sharding: shard=(i, n) keeps the files i, i+n, i+2n, ... of the sorted file list
   (data.list_files). Deterministic, costs nothing (no record is read twice), and the
   Kaggle test set has thousands of shards; n may not exceed the number of files.

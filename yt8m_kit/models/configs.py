@@ -28,8 +28,8 @@ class TrainSettings:
     lr_decay: Optional[float] = None
     lr_decay_examples: Optional[int] = None
     clip_norm: Optional[float] = None
-    # XLA-compile the training step. Measured at paper size on 2 cores (bench/RESULTS.md): the
-    # NetVLAD family ~2x faster, Soft-BoF ~1.13x, GRU slower; tiny models compile for longer than they train.
+    # XLA-compile the training step: faster at paper size for the NetVLAD family and Soft-BoF, slower
+    # for GRU; tiny models compile for longer than they train (bench/README.md, "figures").
     xla: Optional[bool] = None  # None: off
 
     def as_dict(self):
@@ -38,13 +38,10 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class LateFusionVLAD:
-    """lfnl_netvlad, lfnl_netrvlad, netvlad: rgb and audio each pooled by NetVLAD (+ non-local
-    block), concatenated -> hidden -> MoE."""
+class VLADClassifier:
+    """The classifier the NetVLAD family shares: hidden Dense -> BN -> ReLU6 -> [context gating] ->
+    MoE -> [video-level context gating]."""
 
-    num_clusters: int = 64
-    audio_clusters: int = 32  # paper silent; WILLOW's cluster_size / 2 (a 69,632-d fusion)
-    non_local_ratio: float = 0.5  # non-local width / D; paper silent; the non-local paper's D/2
     hidden_size: int = 1024  # paper silent; WILLOW: Dense 1024 -> BN -> ReLU6 -> context gating
     hidden_gating: bool = True
     num_experts: int = 8
@@ -54,19 +51,24 @@ class LateFusionVLAD:
 
 
 @dataclasses.dataclass(frozen=True)
-class EarlyFusionVLAD:
-    """efnl_netvlad: the 1152-d frames, frame-level context gating, one non-local NetVLAD."""
+class LateFusionVLAD(VLADClassifier):
+    """lfnl_netvlad, lfnl_netrvlad, netvlad: rgb and audio each pooled by NetVLAD (+ non-local
+    block), concatenated, then the classifier."""
+
+    num_clusters: int = 64
+    audio_clusters: int = 32  # paper silent; WILLOW's cluster_size / 2 (a 69,632-d fusion)
+    non_local_ratio: float = 0.5  # non-local width / D; paper silent; the non-local paper's D/2
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyFusionVLAD(VLADClassifier):
+    """efnl_netvlad: the 1152-d frames, frame-level context gating, one non-local NetVLAD, then the
+    classifier."""
 
     frame_gating: bool = True
     frame_gating_rank: Optional[int] = None  # None: full rank (1152 x 1152)
     num_clusters: int = 64
     non_local_ratio: float = 0.5  # paper silent; D/2 = 576 as in the non-local paper
-    hidden_size: int = 1024
-    hidden_gating: bool = True
-    num_experts: int = 2
-    video_gating: bool = True
-    video_gating_rank: Optional[int] = None
-    dtype: str = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,15 +139,15 @@ VIDEO_TRAIN = TrainSettings(batch_size=256, epochs=12, lr=1e-3, lr_decay=0.85, l
 _TINY_VLAD = dict(num_clusters=8, non_local_ratio=1 / 64, hidden_size=16, num_experts=2, video_gating_rank=8)
 # Tiny models learn fast at a higher rate than the paper's 2e-4 (the demo's data, 300 steps at batch
 # 32: gru_tiny GAP 0.25 at 2e-3 vs 0.43 at 1e-2); compiling them costs more than it saves.
-TINY_VLAD_TRAIN = TrainSettings(lr=5e-3)
-TINY_TRAIN = TrainSettings(lr=1e-2)
+TINY_VLAD_TRAIN = TrainSettings(lr=5e-3, xla=False)
+TINY_TRAIN = TrainSettings(lr=1e-2, xla=False)
 
 # name: (level, architecture, trainer settings, Tang et al. Table 1 size in MiB of fp32 parameters)
 MODELS = {
     "lfnl_netvlad": ("frame", LateFusionVLAD(num_experts=8), PAPER_TRAIN, 593),
     "lfnl_netrvlad": ("frame", LateFusionVLAD(num_experts=4), PAPER_TRAIN, 478),
     "netvlad": ("frame", LateFusionVLAD(num_experts=8), PAPER_TRAIN, None),
-    "efnl_netvlad": ("frame", EarlyFusionVLAD(), PAPER_TRAIN, 427),
+    "efnl_netvlad": ("frame", EarlyFusionVLAD(num_experts=2), PAPER_TRAIN, 427),
     "soft_bof_4k": ("frame", SoftBoF(num_clusters=4096), PAPER_TRAIN, 109),
     "soft_bof_8k": ("frame", SoftBoF(num_clusters=8192), PAPER_TRAIN, 143),
     "gru": ("frame", GRU(), TrainSettings(), 243),  # GRU trains slower XLA-compiled here

@@ -50,8 +50,8 @@ def build_parser():
     p.add_argument("--frames", type=int, default=300, help="frames sampled per video (frame level)")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="XLA-compile the training step (default strategy only; default: the model's "
-                        "registered setting: on for the NetVLAD family (~2x faster here) and Soft-BoF "
-                        "(~1.13x) at paper size)")
+                        "registered setting: on for the NetVLAD family and Soft-BoF, which train faster "
+                        "compiled at paper size; see python -m yt8m_kit.models --configs)")
     p.add_argument("--allow-2017", action="store_true",
                    help="read 2017 YouTube-8M files (key 'video_id'); training on them is then refused with "
                         "the reason: their 4716 classes are not the 3862 that every registered model scores")
