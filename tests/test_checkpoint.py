@@ -9,6 +9,7 @@ import pytest
 
 from yt8m_kit import NUM_CLASSES
 from yt8m_kit.train import checkpoint as ck
+from yt8m_kit.train.train_state import restore_train_state
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.evaluate.prediction_files import PredictionWriter, load_predictions, read_attrs, save_predictions
 
@@ -130,7 +131,7 @@ def test_train_state_roundtrip(tmp_path):
     opt2 = keras.optimizers.Adam(1e-3)
     opt2.build(fresh.trainable_variables)
     ck.load_weights_into(fresh, path)
-    state = ck.restore_train_state(path, fresh, opt2)
+    state = restore_train_state(path, fresh, opt2)
     assert state["step"] == 3 and state["examples_seen"] == 96
     assert int(opt2.iterations.numpy()) == 1
     for a, b in zip(opt.variables, opt2.variables):

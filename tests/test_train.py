@@ -155,6 +155,7 @@ def test_average_last_k_of_a_run(runs):
             np.testing.assert_allclose(value, np.mean([p[name] for p in parts], axis=0), rtol=1e-6, atol=1e-7)
     model, meta = ck.load_model(runs["whole"])
     assert meta["averaged_steps"] == steps and meta["model"] == MODEL
+    assert meta["bn_update"] == {"skipped": "the model has no batch norm"}  # gru_tiny: nothing to recompute
     x = {"frames": np.zeros((2, 5, 1152), np.float32), "num_frames": np.array([5, 3], np.int32)}
     assert model(x, training=False).shape == (2, 3862)
 

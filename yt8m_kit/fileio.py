@@ -46,6 +46,21 @@ def atomic_open(path, mode="w", **kwargs):
             os.fsync(f.fileno())
 
 
+def read_json(path, what="file"):
+    """A JSON file's content; a missing or unreadable file is a ConfigError naming it and `what` it is."""
+    import json
+
+    from yt8m_kit.errors import ConfigError
+
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{what} {path} is not valid JSON ({e}); restore or delete it") from None
+
+
 def write_json(path, obj, sort_keys=False):
     """Write `obj` as indented JSON (and a final newline), atomically."""
     import json

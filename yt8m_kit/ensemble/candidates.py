@@ -22,11 +22,9 @@ def find_runs(runs_dir):
     for entry in sorted(os.listdir(runs_dir)):
         path = os.path.join(runs_dir, entry)
         if os.path.isdir(path) and not entry.startswith("."):
-            try:
-                ckpt_lib.resolve_checkpoint(path)
-            except ConfigError:
-                continue
-            runs.append(path)
+            if ckpt_lib.has_checkpoint(path):
+                ckpt_lib.resolve_checkpoint(path)  # a stale average is refused here, naming the run
+                runs.append(path)
     if not runs:
         raise ConfigError(f"no run with a checkpoint under {runs_dir}: train models first")
     return runs
@@ -127,7 +125,7 @@ def build_candidates(config, log, handles):
         fp = ckpt_lib.fingerprint(run_dir)
         models[run_dir] = (model, dict(meta, fingerprint=fp))
         overrides = {k: v for k, v in (meta.get("overrides") or {}).items() if k != "dtype"}
-        log(f"{run_dir}: {meta['model']} ({meta['path']})")
+        log(f"{run_dir}: {ckpt_lib.describe(meta['path'])}")
         for precision in config.precisions:
             member = ens_lib.cast_weights(model, ens_lib.build_member(meta["model"], overrides, precision),
                                           precision)

@@ -176,7 +176,8 @@ def run(args, warn):
 
     kwargs = {"repeats": 1 if args.repeats is None else args.repeats,
               "seed": 0 if args.seed is None else args.seed,
-              "save_predictions": args.save_predictions}
+              "save_predictions": args.save_predictions,
+              "log": lambda msg: print(msg, file=sys.stderr)}
     if args.batch_size is not None:
         kwargs["batch_size"] = args.batch_size
     reports = []

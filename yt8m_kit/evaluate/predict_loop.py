@@ -200,9 +200,10 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
 
 def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
                         save_predictions=None, all_frames=False, num_samples=DEFAULT_NUM_SAMPLES,
-                        allow_2017=False, skip_bad=False, skip_reports=None):
+                        allow_2017=False, skip_bad=False, skip_reports=None, log=None):
     """Score a checkpoint (dir or RUN_DIR) on labelled data -> {gap, hit_at_1, perr, map, videos}.
 
+    log: optional callable(str), told which checkpoint a RUN_DIR resolved to.
     save_predictions: optional .h5 path for yt8m_kit.evaluate.prediction_files (ids, scores, labels and the
     attrs the planner's cache is keyed by). allow_2017, skip_bad, skip_reports: as predict_batches;
     a model whose class count differs from the data's vocabulary (a 2018 model, 3862 classes, on
@@ -214,6 +215,8 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
 
     info = data_lib.detect_format(data_lib.list_files(data), allow_2017=allow_2017)
     model, meta = ckpt_lib.load_model(checkpoint)
+    if log is not None:
+        log(f"checkpoint: {ckpt_lib.describe(meta['path'])}")
     width = int(model.outputs[0].shape[-1])
     if width != info.num_classes:
         raise ConfigError(

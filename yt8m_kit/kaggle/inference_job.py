@@ -94,8 +94,10 @@ def load_artifact(path):
     if os.path.isdir(path):
         from yt8m_kit.train.checkpoint import load_model
 
+        from yt8m_kit.train.checkpoint import describe
+
         model, meta = load_model(path)
-        return model, f"checkpoint {path} ({(meta or {}).get('model', model.name)})"
+        return model, f"checkpoint {describe(meta['path'])}"
     raise ConfigError(f"--model {path}: not found or not a model artifact; give an ensemble .keras file, "
                       "a submit.py --out directory, a checkpoint directory or a training RUN_DIR")
 

@@ -1,10 +1,13 @@
 """Average the weights of several checkpoints of one run (Tang et al. 2018, after SWA).
 
-    python -m yt8m_kit.average RUN_DIR [--last K | --steps a,b,c]
+    python -m yt8m_kit.average RUN_DIR [--last K | --steps a,b,c] [--bn-batches N | --no-bn-update]
 
-Writes RUN_DIR/ckpt-averaged atomically: model.json (with "averaged_steps") and the
-element-wise linear mean of every weight, non-trainable ones (batch-norm statistics)
-included. Works on the .weights.h5 files directly, so no model is built.
+Writes RUN_DIR/ckpt-averaged atomically: model.json (with "averaged_steps" and "bn_update") and
+the element-wise mean of every weight, computed on the .weights.h5 files. Then, as SWA does, the
+batch-norm statistics are recomputed for the averaged weights (yt8m_kit.train.bn_update) on at most
+N batches of the run's own training data (its --train, batch size, frames and seed from run.json;
+--train to use other records): the mean of the checkpoints' statistics describes none of them, and
+scored below the latest checkpoint. Models without batch norm skip the step.
 """
 
 import argparse
@@ -16,9 +19,9 @@ import h5py
 import numpy as np
 
 from yt8m_kit.train.checkpoint import (AVERAGED, MODEL_JSON, WEIGHTS, checkpoint_name,
-                                 list_checkpoints, meta_differences, read_json)
+                                 list_checkpoints, meta_differences)
 from yt8m_kit.errors import ConfigError, cli_main
-from yt8m_kit.fileio import atomic_path, write_json
+from yt8m_kit.fileio import atomic_path, read_json, write_json
 
 
 def _datasets(f):
@@ -103,8 +106,46 @@ def select_checkpoints(run_dir, last=None, steps=None):
     return ckpts
 
 
-def average_checkpoints(run_dir, last=None, steps=None, out=None):
-    """Average checkpoints of RUN_DIR into `out` (default RUN_DIR/ckpt-averaged); return its path."""
+BN_BATCHES = 100  # batches of the run's batch size (6,400 videos at the paper's 64); at most one pass
+
+
+def recompute_batch_norm(run_dir, ckpt, meta, max_batches, train=None, log=None):
+    """Recompute the BN statistics of the weights in checkpoint dir `ckpt` (model.json `meta`) on
+    the run's training data, in place; returns what was done (for model.json's "bn_update")."""
+    from yt8m_kit.data import dataset as data_lib
+    from yt8m_kit.train.bn_update import batch_norm_layers, update_batch_norm
+    from yt8m_kit.train.checkpoint import RUN_JSON, build_model, load_weights_into
+
+    if max_batches < 1:
+        return {"skipped": "--no-bn-update: the averaged moving statistics are kept"}
+    model = build_model(meta)
+    if not batch_norm_layers(model):
+        return {"skipped": "the model has no batch norm"}
+    run_json = os.path.join(run_dir, RUN_JSON)
+    run = read_json(run_json, "run config") if os.path.isfile(run_json) else {}
+    fixed, schedule = run.get("train", {}), run.get("schedule", {})
+    pattern = train or fixed.get("train")
+    if not pattern:
+        raise ConfigError(f"{run_json} does not name the run's training data: pass --train PATTERN for the "
+                          "batch-norm update (or --no-bn-update)")
+    load_weights_into(model, ckpt)
+    kwargs = dict(level=meta["level"], shuffle=True, seed=fixed.get("seed", 0), epochs=1,
+                  allow_2017=schedule.get("allow_2017", False), skip_bad=schedule.get("skip_bad", False))
+    if meta["level"] == "frame":
+        kwargs.update(frames="sample", num_samples=fixed.get("frames", 300))
+    batch_size = fixed.get("batch_size", 64)
+    if log:
+        log(f"recomputing batch-norm statistics on at most {max_batches} batches of {batch_size} from {pattern}")
+    ds = data_lib.make_dataset(pattern, batch_size, **kwargs)
+    done = update_batch_norm(model, data_lib.iterate(ds), max_batches)
+    model.save_weights(os.path.join(ckpt, WEIGHTS))
+    return dict(done, data=pattern, batch_size=batch_size)
+
+
+def average_checkpoints(run_dir, last=None, steps=None, out=None, bn_batches=BN_BATCHES, train=None, log=None):
+    """Average checkpoints of RUN_DIR into `out` (default RUN_DIR/ckpt-averaged), then recompute its
+    batch-norm statistics on at most `bn_batches` training batches (0: keep the averaged ones);
+    return its path."""
     chosen = select_checkpoints(run_dir, last=last, steps=steps)
     metas = [read_json(os.path.join(p, MODEL_JSON), "checkpoint config") for _, p in chosen]
     for (step, path), meta in zip(chosen, metas):
@@ -119,6 +160,7 @@ def average_checkpoints(run_dir, last=None, steps=None, out=None):
         meta = {k: v for k, v in metas[-1].items() if k != "path"}
         meta["averaged_steps"] = [s for s, _ in chosen]
         meta["averaged_from"] = [checkpoint_name(s) for s, _ in chosen]
+        meta["bn_update"] = recompute_batch_norm(run_dir, tmp, meta, bn_batches, train=train, log=log)
         write_json(os.path.join(tmp, MODEL_JSON), meta, sort_keys=True)
     return out
 
@@ -139,11 +181,25 @@ def main(argv=None):
     group.add_argument("--last", type=int, help="average the newest K checkpoints (default: all kept)")
     group.add_argument("--steps", help="average exactly these steps, e.g. 1000,2000,3000")
     p.add_argument("--out", help=f"output checkpoint directory (default: RUN_DIR/{AVERAGED})")
+    bn = p.add_mutually_exclusive_group()
+    bn.add_argument("--bn-batches", type=int, default=BN_BATCHES,
+                    help=f"recompute batch-norm statistics on at most N training batches (default {BN_BATCHES}, "
+                         "at the run's batch size; one pass over the data at most)")
+    bn.add_argument("--no-bn-update", action="store_true",
+                    help="keep the mean of the checkpoints' batch-norm statistics (not recommended)")
+    p.add_argument("--train", help="training records for the BN update (default: the run's --train, from run.json)")
     args = p.parse_args(argv)
     steps = _parse_steps(args.steps) if args.steps else None
-    out = average_checkpoints(args.run_dir, last=args.last, steps=steps, out=args.out)
+    if args.bn_batches < 0:
+        raise ConfigError(f"--bn-batches ({args.bn_batches}) must be 0 or more")
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    out = average_checkpoints(args.run_dir, last=args.last, steps=steps, out=args.out,
+                              bn_batches=0 if args.no_bn_update else args.bn_batches, train=args.train, log=log)
     meta = read_json(os.path.join(out, MODEL_JSON))
-    print(f"averaged steps {meta['averaged_steps']} of {meta['model']} -> {out}")
+    bn = meta["bn_update"]
+    bn_text = (f"batch-norm statistics recomputed on {bn['videos']} videos ({bn['batches']} batches)"
+               if "batches" in bn else bn["skipped"])
+    print(f"averaged steps {meta['averaged_steps']} of {meta['model']} -> {out}; {bn_text}")
     return 0
 
 

@@ -4,7 +4,7 @@ RUN_DIR/
   run.json            model, overrides, training config (train.py refuses a different one)
   ckpt-00001000/      model.json {"model", "overrides", "level", "step"}, model.weights.h5,
                       train_state/ (state.json + variables.npz: optimizer slots, RNG states)
-  ckpt-averaged/      model.json (+ "averaged_steps") and model.weights.h5 (average.py)
+  ckpt-averaged/      model.json (+ "averaged_steps", "bn_update") and model.weights.h5 (averaging.py)
 
 A checkpoint directory is built under a hidden temporary name and renamed into place, so
 a reader (or a run killed with SIGKILL) never sees a half-written `ckpt-*`.
@@ -19,11 +19,11 @@ import shutil
 import numpy as np
 
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.fileio import atomic_path, write_json
+from yt8m_kit.fileio import atomic_path, read_json, write_json
+from yt8m_kit.train.train_state import TRAIN_STATE, save_train_state
 
 MODEL_JSON = "model.json"
 WEIGHTS = "model.weights.h5"
-TRAIN_STATE = "train_state"
 RUN_JSON = "run.json"
 AVERAGED = "ckpt-averaged"
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
@@ -42,25 +42,9 @@ def _fsync_tree(path):
                 os.fsync(f.fileno())
 
 
-def read_json(path, what="file"):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"{what} {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{what} {path} is not valid JSON ({e}); restore or delete it") from None
-
-
 def write_run_json(run_dir, run):
     os.makedirs(run_dir, exist_ok=True)
     write_json(os.path.join(run_dir, RUN_JSON), run, sort_keys=True)
-
-
-def _extra_variables(model):
-    """Model variables that save_weights skips (e.g. dropout seed-generator states)."""
-    weight_ids = {id(w) for w in model.weights}
-    return [v for v in model.variables if id(v) not in weight_ids]
 
 
 def save_checkpoint(run_dir, step, model, meta, optimizer=None, state=None, keep=None, name=None):
@@ -77,46 +61,11 @@ def save_checkpoint(run_dir, step, model, meta, optimizer=None, state=None, keep
         model.save_weights(os.path.join(tmp, WEIGHTS))
         write_json(os.path.join(tmp, MODEL_JSON), dict(meta, step=int(step)), sort_keys=True)
         if optimizer is not None or state is not None:
-            _save_train_state(os.path.join(tmp, TRAIN_STATE), step, model, optimizer, state)
+            save_train_state(os.path.join(tmp, TRAIN_STATE), step, model, optimizer, state)
         _fsync_tree(tmp)
     if keep:
         prune_checkpoints(run_dir, keep)
     return final
-
-
-def _save_train_state(path, step, model, optimizer, state):
-    os.makedirs(path)
-    arrays, names = {}, {"optimizer": [], "model_extra": []}
-    for kind, variables in (("optimizer", optimizer.variables if optimizer is not None else []),
-                            ("model_extra", _extra_variables(model))):
-        for i, v in enumerate(variables):
-            arrays[f"{kind}_{i}"] = np.asarray(v.numpy())
-            names[kind].append(v.path)
-    np.savez(os.path.join(path, "variables.npz"), **arrays)
-    write_json(os.path.join(path, "state.json"), dict(state or {}, step=int(step), variables=names), sort_keys=True)
-
-
-def restore_train_state(ckpt, model, optimizer):
-    """Load train_state/ of `ckpt` into a built optimizer and the model's extra variables.
-
-    Returns the state dict (with "step"). The model weights are loaded separately.
-    """
-    path = os.path.join(ckpt, TRAIN_STATE)
-    state = read_json(os.path.join(path, "state.json"), "training state")
-    with np.load(os.path.join(path, "variables.npz")) as data:
-        for kind, variables in (("optimizer", optimizer.variables), ("model_extra", _extra_variables(model))):
-            saved = state["variables"][kind]
-            if len(saved) != len(variables):
-                raise ConfigError(
-                    f"{path}: saved {len(saved)} {kind} variables, the current run has {len(variables)}; "
-                    f"the checkpoint was written by a different model or optimizer: use a new --out")
-            for i, v in enumerate(variables):
-                value = data[f"{kind}_{i}"]
-                if tuple(value.shape) != tuple(v.shape):
-                    raise ConfigError(f"{path}: {kind} variable {saved[i]} has shape {value.shape}, "
-                                      f"the current run's {v.path} has {tuple(v.shape)}")
-                v.assign(value)
-    return state
 
 
 def prune_checkpoints(run_dir, keep):
@@ -149,21 +98,47 @@ def list_checkpoints(run_dir):
     return sorted(found)
 
 
+def has_checkpoint(path):
+    """True when `path` is a checkpoint directory or a run directory holding one."""
+    path = os.fspath(path)
+    return (os.path.isfile(os.path.join(path, MODEL_JSON)) or os.path.isfile(os.path.join(path, AVERAGED, MODEL_JSON))
+            or bool(list_checkpoints(path)))
+
+
 def resolve_checkpoint(path):
-    """A checkpoint dir as is; a RUN_DIR -> its ckpt-averaged if present, else its latest."""
+    """A checkpoint dir as is; a RUN_DIR -> its ckpt-averaged if present, else its latest.
+
+    An average older than the run's newest checkpoint (the run was resumed after averaging) is
+    refused with the fix, never used silently: re-average, or name the checkpoint to use."""
     path = os.fspath(path)
     if os.path.isfile(os.path.join(path, MODEL_JSON)):
         return path
     if not os.path.isdir(path):
         raise ConfigError(f"checkpoint or run directory {path} does not exist")
     averaged = os.path.join(path, AVERAGED)
-    if os.path.isfile(os.path.join(averaged, MODEL_JSON)):
-        return averaged
     ckpts = list_checkpoints(path)
+    if os.path.isfile(os.path.join(averaged, MODEL_JSON)):
+        steps = read_json(os.path.join(averaged, MODEL_JSON), "checkpoint config").get("averaged_steps") or []
+        if ckpts and steps and ckpts[-1][0] > max(steps):
+            raise ConfigError(
+                f"{averaged} averages steps {steps}, but the run has a newer checkpoint, {ckpts[-1][1]}: "
+                f"re-average (python -m yt8m_kit.average {path} --last K), or name the checkpoint to use "
+                f"({averaged} or {ckpts[-1][1]})")
+        return averaged
     if not ckpts:
         raise ConfigError(f"{path} holds no checkpoint (no ckpt-*/model.json): train first with "
                           f"python -m yt8m_kit.train --out {path} ...")
     return ckpts[-1][1]
+
+
+def describe(ckpt):
+    """One line on what a checkpoint directory holds, for the commands that resolve a run to it."""
+    meta = read_json(os.path.join(ckpt, MODEL_JSON), "checkpoint config")
+    if "averaged_steps" not in meta:
+        return f"{ckpt} ({meta.get('model')}, step {meta.get('step')})"
+    bn = meta.get("bn_update") or {"skipped": "made before BN statistics were recomputed"}
+    bn_text = f"BN statistics recomputed on {bn['videos']} videos" if "videos" in bn else f"BN: {bn['skipped']}"
+    return f"{ckpt} ({meta.get('model')}, average of steps {meta['averaged_steps']}; {bn_text})"
 
 
 def read_meta(path):

@@ -13,6 +13,7 @@ import time
 
 from yt8m_kit.errors import ConfigError
 from yt8m_kit.train.config import TrainResult, model_overrides
+from yt8m_kit.train.train_state import restore_train_state
 
 
 def check_vocabulary(info, pattern):
@@ -118,7 +119,7 @@ def restore_latest(config, strategy, model, optimizer, meta):
     ckpt_lib.check_meta(ckpt_lib.read_meta(path), meta, path)
     with strategy.scope():
         ckpt_lib.load_weights_into(model, path)
-        state = ckpt_lib.restore_train_state(path, model, optimizer)
+        state = restore_train_state(path, model, optimizer)
     return int(state["step"])
 
 

@@ -5,6 +5,7 @@ import math
 import os
 
 from yt8m_kit.errors import ConfigError
+from yt8m_kit.fileio import read_json
 from yt8m_kit.train.config import model_overrides, run_differences, run_record, validate_config
 from yt8m_kit.train.loop import check_vocabulary, run_loop
 
@@ -55,7 +56,7 @@ def prepare_run(config, is_chief):
     record = run_record(config, level)
     run_path = os.path.join(config.out, ckpt_lib.RUN_JSON)
     if os.path.exists(run_path):
-        diffs = run_differences(ckpt_lib.read_json(run_path, "run config"), record)
+        diffs = run_differences(read_json(run_path, "run config"), record)
         if diffs:
             raise ConfigError(f"{run_path} was written by a different run; it differs in: " + ", ".join(diffs)
                               + ". Rerun with the original settings to resume, or use a new --out.")
