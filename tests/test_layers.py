@@ -89,6 +89,44 @@ def test_non_local_matches_reference_and_g_gets_gradient():
         assert grad is not None and np.abs(grad.numpy()).max() > 1e-6 * largest, var.path
 
 
+def _non_local_at_init(seed, glorot=False):
+    """(affinity std, attention entropy / log K, |grad theta| / |grad g|, |grad phi| / |grad g|) of a
+    fresh non-local block on NetVLAD descriptors of random frames (K=16 clusters of D=256)."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    b, t, d, k = 4, 60, 256, 16
+    frames = (rng.normal(size=(b, t, d)) * 0.4).astype("float32")
+    v = NetVLAD(k)([frames, np.ones((b, t), "float32")])  # intra-normalised, as in the models
+    layer = NonLocalBlock()
+    layer.build(v.shape)
+    if glorot:  # the initialisation before 2026-12-03
+        for w in (layer.theta_kernel, layer.phi_kernel):
+            w.assign(keras.initializers.GlorotUniform(seed=seed)(w.shape))
+    head = keras.layers.Dense(1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(head(FlattenL2()(layer(v))) - 1.0))
+    g_theta, g_phi, g_g = (float(tf.norm(x)) for x in
+                           tape.gradient(loss, [layer.theta_kernel, layer.phi_kernel, layer.g_kernel]))
+    theta = keras.ops.matmul(v, layer.theta_kernel) + layer.theta_bias
+    affinity = keras.ops.einsum("bke,ble->bkl", theta, keras.ops.matmul(v, layer.phi_kernel)).numpy()
+    p = softmax(affinity)
+    entropy = float(np.mean(-np.sum(p * np.log(p + 1e-12), axis=-1)) / np.log(k))
+    return float(affinity.std()), entropy, g_theta / g_g, g_phi / g_g
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_non_local_attention_is_not_flat_and_theta_phi_learn_at_init(seed):
+    """The affinities start with std of order 1 (attention neither uniform nor one-hot), and theta/phi get at
+    least 1/20 of g's gradient. Glorot's initialisation, checked alongside, fails both."""
+    std, entropy, r_theta, r_phi = _non_local_at_init(seed)
+    assert 0.5 < std < 2.0 and entropy < 0.95
+    assert min(r_theta, r_phi) > 0.05, (r_theta, r_phi)
+    std, entropy, r_theta, r_phi = _non_local_at_init(seed, glorot=True)
+    assert std < 0.2 and entropy > 0.99 and max(r_theta, r_phi) < 0.05
+
+
 @pytest.mark.parametrize("rank", [None, 2])
 def test_context_gating_reference_and_frame_level(rank):
     y = RNG.normal(size=(3, 6)).astype("float32")
