@@ -178,3 +178,43 @@ def test_predictions_roundtrip_streaming_and_csr(tmp_path):
     (tmp_path / "junk.h5").write_text("not h5")
     with pytest.raises(DataError, match="junk.h5"):
         load_predictions(tmp_path / "junk.h5")
+
+
+def test_checkpoint_written_before_frame_l2_predicts_as_trained(tmp_path):
+    """model.json of a checkpoint written before the frame_l2 field existed has no such key: it loads
+    without the normalisation it was trained without, and predicts exactly as saved. New records
+    state the field explicitly."""
+    import keras
+
+    from yt8m_kit.models import create_model, explicit_overrides
+    from yt8m_kit.train.config import TrainConfig, model_overrides
+
+    keras.utils.set_random_seed(1)
+    old = create_model("soft_bof_4k_tiny", frame_l2=False)  # what that checkpoint was
+    ck.save_checkpoint(tmp_path / "old", 5, old, {"model": "soft_bof_4k_tiny", "overrides": {}, "level": "frame"})
+    rng = np.random.default_rng(0)
+    x = {"frames": rng.normal(size=(3, 7, 1152)).astype(np.float32) * 3, "num_frames": np.array([7, 4, 1], np.int32)}
+    loaded, meta = ck.load_model(tmp_path / "old")
+    assert meta["overrides"]["frame_l2"] is False and "frame_l2" not in [layer.name for layer in loaded.layers]
+    np.testing.assert_allclose(loaded(x, training=False), old(x, training=False), rtol=1e-6, atol=1e-7)
+
+    assert explicit_overrides("soft_bof_4k_tiny", {})["frame_l2"] is True  # the paper's models normalise
+    assert explicit_overrides("video", {}) == {}  # video-level models have no such field
+    cfg = TrainConfig(model="gru_tiny", train="x", out="y", steps=1)
+    assert model_overrides(cfg) == {"frame_l2": True}  # run.json and checkpoints carry it
+    new = create_model("soft_bof_4k_tiny")
+    ck.save_checkpoint(tmp_path / "new", 5, new, {"model": "soft_bof_4k_tiny", "overrides": model_overrides(
+        TrainConfig(model="soft_bof_4k_tiny", train="x", out="y", steps=1)), "level": "frame"})
+    loaded, meta = ck.load_model(tmp_path / "new")
+    assert meta["overrides"]["frame_l2"] is True and "frame_l2" in [layer.name for layer in loaded.layers]
+    np.testing.assert_allclose(loaded(x, training=False), new(x, training=False), rtol=1e-6, atol=1e-7)
+
+
+def test_ensemble_member_saved_before_frame_l2_is_rebuilt_without_it():
+    from yt8m_kit.ensemble.artifact import EnsembleMember
+
+    member = EnsembleMember("gru_tiny", {})  # built now: the current default, stated
+    assert member.get_config()["overrides"] == {"frame_l2": True}
+    old = EnsembleMember.from_config(dict(member.get_config(), overrides={}))  # an artifact from before
+    assert old.overrides == {"frame_l2": False}
+    assert "frame_l2" not in [layer.name for layer in old.member().layers]

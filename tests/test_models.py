@@ -235,3 +235,19 @@ def test_models_cli_shows_configs(capsys):
     assert main(["--configs", "--pattern", "video"]) == 0
     out = capsys.readouterr().out
     assert "architecture Video:" in out and "epochs=12" in out and "hidden=(1024,)" in out
+
+
+@pytest.mark.parametrize("name", FRAME_TINY)
+def test_frame_l2_makes_the_model_blind_to_each_frames_scale(name):
+    """With frame_l2 (the paper models' default) only each frame's direction matters; without it the
+    scale changes the output."""
+    rng = np.random.default_rng(0)
+    frames = rng.normal(size=(2, 6, FEATURE_DIM)).astype(np.float32)
+    scaled = frames * rng.uniform(0.2, 5.0, size=(2, 6, 1)).astype(np.float32)
+    counts = np.array([6, 4], np.int32)
+    for frame_l2, same in ((True, True), (False, False)):
+        keras.utils.set_random_seed(0)
+        model = create_model(name, frame_l2=frame_l2)
+        a = keras.ops.convert_to_numpy(model({"frames": frames, "num_frames": counts}, training=False))
+        b = keras.ops.convert_to_numpy(model({"frames": scaled, "num_frames": counts}, training=False))
+        assert np.allclose(a, b, rtol=1e-4, atol=1e-6) == same, (name, frame_l2)

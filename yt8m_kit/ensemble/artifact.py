@@ -72,7 +72,9 @@ class EnsembleMember(keras.layers.Layer):
     def __init__(self, model_name, overrides=None, precision="float32", run=None, member=None, **kwargs):
         super().__init__(**kwargs)
         self.model_name, self.precision, self.run = model_name, precision, run
-        self.overrides = {k: v for k, v in dict(overrides or {}).items() if k != "dtype"}
+        from yt8m_kit.models import explicit_overrides
+
+        self.overrides = explicit_overrides(model_name, {k: v for k, v in dict(overrides or {}).items() if k != "dtype"})
         if member is None:
             member = build_member(model_name, self.overrides, precision)
         elif member.variables and member.variables[0].dtype != storage.compute_dtype(precision):
@@ -116,6 +118,15 @@ class EnsembleMember(keras.layers.Layer):
                 raise ConfigError(f"ensemble member {self.name}: saved variable {i} has shape {value.shape}, "
                                   f"{v.path} needs {tuple(v.shape)}: written by a different model version")
             v.assign(ops.cast(value, v.dtype))
+
+    @classmethod
+    def from_config(cls, config):
+        """A member of a saved ensemble, rebuilt as it was written (a versioned field its record lacks
+        takes its legacy value: models.saved_overrides)."""
+        from yt8m_kit.models import saved_overrides
+
+        config = dict(config, overrides=saved_overrides(config["model_name"], config.get("overrides")))
+        return super().from_config(config)
 
     def get_config(self):
         return {**super().get_config(), "model_name": self.model_name, "overrides": self.overrides,

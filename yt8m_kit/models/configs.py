@@ -58,6 +58,7 @@ class LateFusionVLAD(VLADClassifier):
     num_clusters: int = 64
     audio_clusters: int = 32  # paper silent; WILLOW's cluster_size / 2 (a 69,632-d fusion)
     non_local_ratio: float = 0.5  # non-local width / D; paper silent; the non-local paper's D/2
+    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +70,7 @@ class EarlyFusionVLAD(VLADClassifier):
     frame_gating_rank: Optional[int] = None  # None: full rank (1152 x 1152)
     num_clusters: int = 64
     non_local_ratio: float = 0.5  # paper silent; D/2 = 576 as in the non-local paper
+    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,7 @@ class SoftBoF:
     num_clusters: int = 4096
     hidden_size: int = 1024
     num_experts: int = 2
+    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
     dtype: str = "float32"
 
 
@@ -88,6 +91,7 @@ class GRU:
     units: int = 1200
     num_layers: int = 2
     num_experts: int = 2
+    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
     dtype: str = "float32"
 
 
@@ -125,6 +129,11 @@ class Video:
     output_bias: float = OUTPUT_BIAS
     dtype: str = "float32"
 
+
+# Architecture fields added after checkpoints were first written, with the value that reproduces what
+# those checkpoints were trained with. A saved record (model.json, run.json, an ensemble member) that
+# lacks one predates it and gets this value; everything written now carries every such field explicitly.
+LEGACY_VALUES = {"frame_l2": False}  # frames were fed unnormalised before 2026-12-03
 
 PAPER_TRAIN = TrainSettings(xla=True)  # Tang et al.'s Adam 2e-4 and the starter's decay: the trainer's defaults
 # What `video` was tuned with (bench/VIDEO_SEARCH.md): decay x0.85 about every epoch of the ~29k

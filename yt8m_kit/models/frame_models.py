@@ -14,7 +14,7 @@ Configurations (defaults, and why): models/configs.py; sizes against the paper's
 import keras
 
 from yt8m_kit import AUDIO_DIM, FEATURE_DIM, RGB_DIM
-from yt8m_kit.layers import (ContextGating, FeatureSlice, FlattenL2, FrameMasking,
+from yt8m_kit.layers import (ContextGating, FeatureSlice, FlattenL2, FrameMasking, L2Normalize,
                              MixtureOfExperts, NetVLAD, NonLocalBlock, SoftBoF, StackedGRU)
 
 
@@ -22,6 +22,16 @@ def frame_inputs():
     """The reader's frame-level keys as Keras inputs (T free)."""
     return {"frames": keras.Input((None, FEATURE_DIM), name="frames"),
             "num_frames": keras.Input((), dtype="int32", name="num_frames")}
+
+
+def masked_frames(inputs, frame_l2, dtype):
+    """(frames with padding zeroed, mask (B, T)); with frame_l2 each frame's 1152-d vector is scaled
+    to unit L2 norm first, as the starter code, WILLOW and the authors' code feed their models
+    (padding frames stay zero)."""
+    frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
+    if frame_l2:
+        frames = L2Normalize(dtype=dtype, name="frame_l2")(frames)
+    return frames, mask
 
 
 def classifier(x, dtype, hidden_size, hidden_gating, num_experts, video_gating, video_gating_rank,
@@ -49,9 +59,9 @@ def _vlad_branch(frames, mask, prefix, num_clusters, centred, non_local, non_loc
 
 
 def _late_fusion(name, centred, non_local, num_clusters, audio_clusters, non_local_ratio,
-                 hidden_size, hidden_gating, num_experts, video_gating, video_gating_rank, dtype):
+                 hidden_size, hidden_gating, num_experts, video_gating, video_gating_rank, frame_l2, dtype):
     inputs = frame_inputs()
-    frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
+    frames, mask = masked_frames(inputs, frame_l2, dtype)
     rgb = FeatureSlice(0, RGB_DIM, dtype=dtype, name="rgb")(frames)
     audio = FeatureSlice(RGB_DIM, FEATURE_DIM, dtype=dtype, name="audio")(frames)
     widths = [max(1, round(d * non_local_ratio)) for d in (RGB_DIM, AUDIO_DIM)]
@@ -63,37 +73,37 @@ def _late_fusion(name, centred, non_local, num_clusters, audio_clusters, non_loc
 
 
 def lfnl_netvlad(*, name, num_clusters, audio_clusters, non_local_ratio, hidden_size, hidden_gating, num_experts,
-                 video_gating, video_gating_rank, dtype):
+                 video_gating, video_gating_rank, frame_l2, dtype):
     """LFNL-NetVLAD (M1): rgb and audio each NetVLAD + non-local, concatenated, hidden, MoE 8.
 
     Paper silent on placement; non-local on intra-normalised descriptors, then global L2.
     """
     return _late_fusion(name, True, True, num_clusters, audio_clusters, non_local_ratio, hidden_size,
-                        hidden_gating, num_experts, video_gating, video_gating_rank, dtype)
+                        hidden_gating, num_experts, video_gating, video_gating_rank, frame_l2, dtype)
 
 
 def lfnl_netrvlad(*, name, num_clusters, audio_clusters, non_local_ratio, hidden_size, hidden_gating, num_experts,
-                  video_gating, video_gating_rank, dtype):
+                  video_gating, video_gating_rank, frame_l2, dtype):
     """LFNL-NetRVLAD (M2): as lfnl_netvlad with NetRVLAD (no centres, eq. 7) and MoE 4."""
     return _late_fusion(name, False, True, num_clusters, audio_clusters, non_local_ratio, hidden_size,
-                        hidden_gating, num_experts, video_gating, video_gating_rank, dtype)
+                        hidden_gating, num_experts, video_gating, video_gating_rank, frame_l2, dtype)
 
 
 def netvlad(*, name, num_clusters, audio_clusters, non_local_ratio, hidden_size, hidden_gating, num_experts,
-            video_gating, video_gating_rank, dtype):
+            video_gating, video_gating_rank, frame_l2, dtype):
     """Vanilla late-fusion NetVLAD: lfnl_netvlad without the non-local blocks (paper: 0.8698 vs 0.8702)."""
     return _late_fusion(name, True, False, num_clusters, audio_clusters, non_local_ratio, hidden_size,
-                        hidden_gating, num_experts, video_gating, video_gating_rank, dtype)
+                        hidden_gating, num_experts, video_gating, video_gating_rank, frame_l2, dtype)
 
 
 def efnl_netvlad(*, name, frame_gating, frame_gating_rank, num_clusters, non_local_ratio, hidden_size,
-                 hidden_gating, num_experts, video_gating, video_gating_rank, dtype):
+                 hidden_gating, num_experts, video_gating, video_gating_rank, frame_l2, dtype):
     """EFNL-NetVLAD (M3): 1152-d frames, frame-level context gating, non-local NetVLAD, MoE 2.
 
     Frame-level gating is per frame (padding stays zero); hidden layer as lfnl_netvlad.
     """
     inputs = frame_inputs()
-    frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
+    frames, mask = masked_frames(inputs, frame_l2, dtype)
     if frame_gating:
         frames = ContextGating(rank=frame_gating_rank, dtype=dtype, name="frame_gating")(frames)
     x = _vlad_branch(frames, mask, "frames", num_clusters, True, True,
@@ -102,13 +112,13 @@ def efnl_netvlad(*, name, frame_gating, frame_gating_rank, num_clusters, non_loc
     return keras.Model(inputs, out, name=name)
 
 
-def soft_bof(*, name, num_clusters, hidden_size, num_experts, dtype):
+def soft_bof(*, name, num_clusters, hidden_size, num_experts, frame_l2, dtype):
     """Soft-BoF (M4, M5): mean soft assignment to K clusters -> BN -> hidden 1024 -> MoE 2.
 
     Paper: mean or max pooling; we mean-pool over real frames. No context gating (size match).
     """
     inputs = frame_inputs()
-    frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
+    frames, mask = masked_frames(inputs, frame_l2, dtype)
     bof = SoftBoF(num_clusters, dtype=dtype, name="soft_bof")([frames, mask])  # (B, K), sums to 1
     # Video-level BN rescales the 1/K-sized histogram; no shift (center=False): the hidden layer's own
     # batch norm removes any constant shift of its input, so a beta here would get no gradient.
@@ -117,14 +127,14 @@ def soft_bof(*, name, num_clusters, hidden_size, num_experts, dtype):
     return keras.Model(inputs, out, name=name)
 
 
-def gru(*, name, units, num_layers, num_experts, dtype):
+def gru(*, name, units, num_layers, num_experts, frame_l2, dtype):
     """GRU (M6): 2 stacked GRU x 1200 (section 3.2), final states of both layers -> MoE 2.
 
     Paper silent on the classifier input; MoE over the concatenated final states (2400-d)
     matches its 243 MiB (last state alone: 137 MiB). No hidden layer, no gating.
     """
     inputs = frame_inputs()
-    frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
+    frames, mask = masked_frames(inputs, frame_l2, dtype)
     states = StackedGRU(units, num_layers, dtype=dtype, name="gru")([frames, mask])
     out = classifier(states, dtype, 0, False, num_experts, False, None)
     return keras.Model(inputs, out, name=name)

@@ -71,6 +71,23 @@ def resolve_config(name, overrides):
     return config
 
 
+def explicit_overrides(name, overrides):
+    """`overrides` plus the current value of every field in configs.LEGACY_VALUES the model has:
+    what every record written now stores, so that it reads back the same whatever defaults change."""
+    defaults = get_spec(name).defaults
+    return {**{k: defaults[k] for k in configs.LEGACY_VALUES if k in defaults}, **dict(overrides or {})}
+
+
+def saved_overrides(name, overrides):
+    """The overrides of a saved record (model.json, run.json, an ensemble member): a field of
+    configs.LEGACY_VALUES that the record lacks predates it and takes its legacy value, so that a
+    checkpoint keeps predicting as it was trained. Unregistered names are returned as they are."""
+    if name not in _REGISTRY:
+        return dict(overrides or {})
+    defaults = get_spec(name).defaults
+    return {**{k: v for k, v in configs.LEGACY_VALUES.items() if k in defaults}, **dict(overrides or {})}
+
+
 def create_model(name, **overrides):
     """Build registered model `name` (a fresh keras.Model named `name`) with `overrides`.
 

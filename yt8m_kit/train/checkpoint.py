@@ -148,7 +148,9 @@ def read_meta(path):
     for key in ("model", "overrides"):
         if key not in meta:
             raise ConfigError(f"{ckpt}/{MODEL_JSON} lacks '{key}': not a yt8m_kit checkpoint")
-    return meta
+    from yt8m_kit.models import saved_overrides
+
+    return dict(meta, overrides=saved_overrides(meta["model"], meta["overrides"]))
 
 
 def as_json(value):
@@ -178,9 +180,9 @@ def check_meta(found, expected, where):
 
 def build_model(meta, dtype=None):
     """A fresh model from a checkpoint's model.json (dtype overrides its precision)."""
-    from yt8m_kit.models import create_model
+    from yt8m_kit.models import create_model, saved_overrides
 
-    overrides = dict(meta.get("overrides") or {})
+    overrides = saved_overrides(meta["model"], meta.get("overrides"))  # as the checkpoint was trained
     if dtype is not None:
         overrides["dtype"] = dtype
     try:

@@ -94,7 +94,9 @@ def model_overrides(config):
         raise ConfigError(f"--set dtype={dtype} contradicts --precision {config.precision}: give only --precision")
     if config.precision == "mixed_bfloat16" or dtype == "mixed_bfloat16":
         overrides["dtype"] = "mixed_bfloat16"
-    return overrides
+    from yt8m_kit.models import explicit_overrides
+
+    return explicit_overrides(config.model, overrides)  # run.json and checkpoints state every versioned field
 
 
 def validate_config(config):

@@ -56,7 +56,11 @@ def prepare_run(config, is_chief):
     record = run_record(config, level)
     run_path = os.path.join(config.out, ckpt_lib.RUN_JSON)
     if os.path.exists(run_path):
-        diffs = run_differences(read_json(run_path, "run config"), record)
+        from yt8m_kit.models import saved_overrides
+
+        old = read_json(run_path, "run config")
+        old = dict(old, overrides=saved_overrides(old.get("model"), old.get("overrides")))  # as it was trained
+        diffs = run_differences(old, record)
         if diffs:
             raise ConfigError(f"{run_path} was written by a different run; it differs in: " + ", ".join(diffs)
                               + ". Rerun with the original settings to resume, or use a new --out.")
