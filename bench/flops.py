@@ -42,10 +42,11 @@ def forward_flops(model, frames):
 
 
 def _reads_frames(layer):
-    """True when the layer's input is the model's frames, through masking and slicing only."""
+    """True when the layer's input is the model's frames, through masking, per-frame L2 normalisation
+    and slicing only (weightless steps: no gradient flows back through them)."""
     tensor = layer._inbound_nodes[0].input_tensors[0]
     producer = tensor._keras_history.operation
-    while type(producer).__name__ in ("FrameMasking", "FeatureSlice"):
+    while type(producer).__name__ in ("FrameMasking", "FeatureSlice", "L2Normalize"):
         tensor = producer._inbound_nodes[0].input_tensors[0]
         producer = tensor._keras_history.operation
     return type(producer).__name__ == "InputLayer"

@@ -191,7 +191,12 @@ def test_checkpoint_written_before_frame_l2_predicts_as_trained(tmp_path):
 
     keras.utils.set_random_seed(1)
     old = create_model("soft_bof_4k_tiny", frame_l2=False)  # what that checkpoint was
-    ck.save_checkpoint(tmp_path / "old", 5, old, {"model": "soft_bof_4k_tiny", "overrides": {}, "level": "frame"})
+    path = ck.save_checkpoint(tmp_path / "old", 5, old, {"model": "soft_bof_4k_tiny", "overrides": {"frame_l2": False},
+                                                         "level": "frame"})
+    meta_path = os.path.join(path, ck.MODEL_JSON)
+    written = json.load(open(meta_path))
+    assert written["overrides"] == {"frame_l2": False}  # stated, as every record written now
+    json.dump(dict(written, overrides={}), open(meta_path, "w"))  # as the code before the field wrote it
     rng = np.random.default_rng(0)
     x = {"frames": rng.normal(size=(3, 7, 1152)).astype(np.float32) * 3, "num_frames": np.array([7, 4, 1], np.int32)}
     loaded, meta = ck.load_model(tmp_path / "old")

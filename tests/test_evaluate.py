@@ -129,15 +129,17 @@ def test_human_report_and_bad_flags(labelled, capsys):
 def test_checkpoint_mode_delegates(monkeypatch, capsys):
     calls = []
 
-    def evaluate_checkpoint(checkpoint, data, *, repeats, seed, batch_size, save_predictions, log):
-        calls.append((checkpoint, data, repeats, seed, batch_size, save_predictions))
+    def evaluate_checkpoint(checkpoint, data, *, repeats, seed, batch_size, save_predictions, log, num_samples=300):
+        calls.append((checkpoint, data, repeats, seed, batch_size, save_predictions, num_samples))
         return {"gap": 0.5, "hit_at_1": 0.6, "perr": 0.4, "map": 0.3, "videos": 7}
 
     monkeypatch.setitem(sys.modules, "yt8m_kit.evaluate.predict_loop",
                         types.SimpleNamespace(evaluate_checkpoint=evaluate_checkpoint))
     got = run_json(capsys, ["--checkpoint", "run/ckpt-1", "--data", "v*.tfrecord", "--repeats", "5",
                             "--seed", "3", "--batch-size", "16", "--save-predictions", "p.h5", "--json"])
-    assert calls == [("run/ckpt-1", "v*.tfrecord", 5, 3, 16, "p.h5")]
+    assert calls == [("run/ckpt-1", "v*.tfrecord", 5, 3, 16, "p.h5", 300)]
+    run_json(capsys, ["--checkpoint", "run/ckpt-1", "--data", "v*.tfrecord", "--num-samples", "32", "--json"])
+    assert calls[-1][-1] == 32  # the demo's scoring reproduces from the command line
     assert got == {"gap": 0.5, "hit_at_1": 0.6, "perr": 0.4, "map": 0.3, "videos": 7}
 
 

@@ -85,6 +85,8 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
                    for c in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))]
         averaged = evaluate_checkpoint(run_dir, valid_glob, seed=seed, num_samples=frames)["gap"]
         print(f"    members {' '.join(f'{g:.4f}' for g in members)} -> averaged {averaged:.4f}", flush=True)
+        print(f"    each reproduces with: python -m yt8m_kit.evaluate --checkpoint {os.path.relpath(run_dir)}"
+              f"[/ckpt-N] --data '{os.path.relpath(valid_glob)}' --num-samples {frames} --seed {seed}", flush=True)
         summary["models"][name] = {
             "run": run_dir, "checkpoint_gaps": members,
             "mean_checkpoint_gap": sum(members) / len(members), "latest_gap": members[-1],

@@ -118,6 +118,9 @@ def build_parser():
                    help="checkpoint mode: also write the scores (yt8m_kit.evaluate.prediction_files format)")
     p.add_argument("--repeats", type=int, help="checkpoint mode: frame samplings averaged (default 1)")
     p.add_argument("--seed", type=int, help="checkpoint mode: frame sampling seed (default 0)")
+    p.add_argument("--num-samples", type=int, metavar="N",
+                   help="checkpoint mode: frames sampled per video in each repeat (default 300, the most a "
+                        "video has; the demo's models train and score on 32)")
     p.add_argument("--batch-size", type=int, metavar="B",
                    help="videos per batch (checkpoint mode: model batch; CSV mode: rows per chunk)")
     p.add_argument("--ignore-extra-ids", action="store_true",
@@ -172,6 +175,8 @@ def run(args, warn):
         raise ConfigError("--ignore-extra-ids only applies with --predictions CSV")
     if args.repeats is not None and args.repeats < 1:
         raise ConfigError(f"--repeats must be at least 1, got {args.repeats}")
+    if args.num_samples is not None and args.num_samples < 1:
+        raise ConfigError(f"--num-samples must be at least 1, got {args.num_samples}")
     from yt8m_kit.evaluate.predict_loop import evaluate_checkpoint
 
     kwargs = {"repeats": 1 if args.repeats is None else args.repeats,
@@ -180,6 +185,8 @@ def run(args, warn):
               "log": lambda msg: print(msg, file=sys.stderr)}
     if args.batch_size is not None:
         kwargs["batch_size"] = args.batch_size
+    if args.num_samples is not None:
+        kwargs["num_samples"] = args.num_samples
     reports = []
     if args.allow_2017:
         kwargs["allow_2017"] = True

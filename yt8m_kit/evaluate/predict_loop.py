@@ -233,7 +233,7 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
             attrs = {
                 "checkpoint": str(meta.get("path", checkpoint)),
                 "checkpoint_fingerprint": ckpt_lib.fingerprint(checkpoint),
-                "data": str(data), "repeats": int(repeats), "seed": int(seed),
+                "data": str(data), "repeats": int(repeats), "seed": int(seed), "num_samples": int(num_samples),
                 "precision": str((meta.get("overrides") or {}).get("dtype", "float32")),
             }
             writer = stack.enter_context(PredictionWriter(save_predictions, attrs))

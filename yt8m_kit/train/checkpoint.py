@@ -53,8 +53,13 @@ def save_checkpoint(run_dir, step, model, meta, optimizer=None, state=None, keep
     meta: {"model", "overrides", "level"} (step is added). optimizer: its slot variables and
     iteration go to train_state/ (with the model's seed-generator states) for an exact
     resume. state: JSON-able extras (e.g. examples seen). keep: then delete all but the
-    newest `keep` numbered checkpoints.
+    newest `keep` numbered checkpoints. meta's overrides are written with every versioned field
+    stated (models.explicit_overrides: a missing one means the model was built with its default).
     """
+    from yt8m_kit.models import explicit_overrides, list_models
+
+    if meta.get("model") in list_models():
+        meta = dict(meta, overrides=explicit_overrides(meta["model"], meta.get("overrides")))
     final = os.path.join(run_dir, name or checkpoint_name(step))
     with atomic_path(final) as tmp:
         os.makedirs(tmp)
