@@ -129,7 +129,7 @@ def test_human_report_and_bad_flags(labelled, capsys):
 def test_checkpoint_mode_delegates(monkeypatch, capsys):
     calls = []
 
-    def evaluate_checkpoint(checkpoint, data, *, repeats, seed, batch_size, save_predictions, log, num_samples=300):
+    def evaluate_checkpoint(checkpoint, data, *, repeats, seed, save_predictions, log, batch_size=32, num_samples=300):
         calls.append((checkpoint, data, repeats, seed, batch_size, save_predictions, num_samples))
         return {"gap": 0.5, "hit_at_1": 0.6, "perr": 0.4, "map": 0.3, "videos": 7}
 

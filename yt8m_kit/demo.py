@@ -59,7 +59,7 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
     data, runs, sub = (os.path.join(out, d) for d in ("data", "runs", "submission"))
     train_glob, valid_glob, test_glob = (os.path.join(data, f"{s}*.tfrecord") for s in ("train", "validate", "test"))
     stage = Stage(out)
-    summary = {"out": out, "models": {}}
+    summary = {"out": out, "models": {}, "frames": frames, "seed": seed}
 
     stage.run("Generate frame-level data in the real YouTube-8M format",
               ["-m", "yt8m_kit.synth", "--out", data, "--level", "frame", "--videos", videos,
@@ -130,6 +130,10 @@ def print_summary(s):
         gain = m["averaged_gap"] - latest
         flag = "" if gain >= 0 else f"  (below the latest by {-gain:.4f})"
         print(f"{name:<16}{gaps:<34}{latest:>8.4f}{m['averaged_gap']:>10.4f}{flag}")
+    any_run = next(iter(s["models"].values()))["run"]
+    valid = os.path.join(os.path.dirname(os.path.dirname(any_run)), "data", "validate*.tfrecord")
+    print(f"each row reproduces with: python -m yt8m_kit.evaluate --checkpoint {os.path.relpath(os.path.dirname(any_run))}"
+          f"/NAME[/ckpt-N] --data '{os.path.relpath(valid)}' --num-samples {s.get('frames', 32)} --seed {s.get('seed', 0)}")
     p = s["plan"]
     print(f"\nplan: budget {p['budget_bytes']:,} B, total {p['total_bytes']:,} B, artifact "
           f"{p['artifact_bytes']:,} B on disk, validation GAP {p['validation_gap']:.4f}")
