@@ -38,7 +38,15 @@ class TrainSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class VLADClassifier:
+class FrameModel:
+    """What every frame-level model has."""
+
+    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class VLADClassifier(FrameModel):
     """The classifier the NetVLAD family shares: hidden Dense -> BN -> ReLU6 -> [context gating] ->
     MoE -> [video-level context gating]."""
 
@@ -47,7 +55,6 @@ class VLADClassifier:
     num_experts: int = 8
     video_gating: bool = True
     video_gating_rank: Optional[int] = None  # None: full rank (3862 x 3862)
-    dtype: str = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +65,6 @@ class LateFusionVLAD(VLADClassifier):
     num_clusters: int = 64
     audio_clusters: int = 32  # paper silent; WILLOW's cluster_size / 2 (a 69,632-d fusion)
     non_local_ratio: float = 0.5  # non-local width / D; paper silent; the non-local paper's D/2
-    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,29 +76,24 @@ class EarlyFusionVLAD(VLADClassifier):
     frame_gating_rank: Optional[int] = None  # None: full rank (1152 x 1152)
     num_clusters: int = 64
     non_local_ratio: float = 0.5  # paper silent; D/2 = 576 as in the non-local paper
-    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
 
 
 @dataclasses.dataclass(frozen=True)
-class SoftBoF:
+class SoftBoF(FrameModel):
     """soft_bof_4k, soft_bof_8k: mean soft assignment to K clusters -> BN -> hidden -> MoE."""
 
     num_clusters: int = 4096
     hidden_size: int = 1024
     num_experts: int = 2
-    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
-    dtype: str = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
-class GRU:
+class GRU(FrameModel):
     """gru: stacked GRUs, the final states of all layers -> MoE."""
 
     units: int = 1200
     num_layers: int = 2
     num_experts: int = 2
-    frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
-    dtype: str = "float32"
 
 
 @dataclasses.dataclass(frozen=True)
