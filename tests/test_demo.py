@@ -13,7 +13,8 @@ def test_summary_shows_latest_beside_averaged_and_how_to_reproduce(capsys, tmp_p
             "soft_bof_4k": {"run": str(runs / "soft_bof_4k"), "checkpoint_gaps": [0.50, 0.55, 0.60],
                             "mean_checkpoint_gap": 0.55, "latest_gap": 0.60, "averaged_gap": 0.61},
             "gru": {"run": str(runs / "gru"), "checkpoint_gaps": [0.40, 0.45, 0.48],
-                    "mean_checkpoint_gap": 0.4433, "latest_gap": 0.48, "averaged_gap": 0.47},
+                    "mean_checkpoint_gap": 0.4433, "latest_gap": 0.48, "averaged_gap": 0.47,
+                    "bn_update": {"skipped": "the model has no batch norm"}},
         },
         "plan": {"budget_bytes": 2_000_000, "total_bytes": 1_000_000, "artifact_bytes": 1_050_000,
                  "validation_gap": 0.65, "members": []},
@@ -24,5 +25,5 @@ def test_summary_shows_latest_beside_averaged_and_how_to_reproduce(capsys, tmp_p
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line.startswith(("soft_bof_4k", "gru"))}
     assert "0.6000    0.6100" in lines["soft_bof_4k"] and "below" not in lines["soft_bof_4k"]
-    assert "0.4800    0.4700" in lines["gru"] and "(below the latest by 0.0100)" in lines["gru"]
+    assert "0.4800    0.4700" in lines["gru"] and "(below the latest by 0.0100; the model has no batch norm)" in lines["gru"]
     assert "python -m yt8m_kit.evaluate --checkpoint" in out and "--num-samples 32 --seed 0" in out

@@ -84,13 +84,15 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
         members = [evaluate_checkpoint(os.path.join(run_dir, c), valid_glob, seed=seed, num_samples=frames)["gap"]
                    for c in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))]
         averaged = evaluate_checkpoint(run_dir, valid_glob, seed=seed, num_samples=frames)["gap"]
+        with open(os.path.join(run_dir, "ckpt-averaged", "model.json")) as f:
+            bn = json.load(f).get("bn_update", {})
         print(f"    members {' '.join(f'{g:.4f}' for g in members)} -> averaged {averaged:.4f}", flush=True)
         print(f"    each reproduces with: python -m yt8m_kit.evaluate --checkpoint {os.path.relpath(run_dir)}"
               f"[/ckpt-N] --data '{os.path.relpath(valid_glob)}' --num-samples {frames} --seed {seed}", flush=True)
         summary["models"][name] = {
             "run": run_dir, "checkpoint_gaps": members,
             "mean_checkpoint_gap": sum(members) / len(members), "latest_gap": members[-1],
-            "averaged_gap": averaged,
+            "averaged_gap": averaged, "bn_update": bn,
         }
 
     stage.run(f"Plan the ensemble under a {budget} budget (python submit.py)",
@@ -128,7 +130,9 @@ def print_summary(s):
         gaps = " ".join(f"{g:.4f}" for g in m["checkpoint_gaps"])
         latest = m["checkpoint_gaps"][-1]
         gain = m["averaged_gap"] - latest
-        flag = "" if gain >= 0 else f"  (below the latest by {-gain:.4f})"
+        bn = m.get("bn_update", {})
+        why = f"BN recomputed on {bn['videos']} videos" if "videos" in bn else bn.get("skipped", "")
+        flag = "" if gain >= 0 else f"  (below the latest by {-gain:.4f}; {why})"
         print(f"{name:<16}{gaps:<34}{latest:>8.4f}{m['averaged_gap']:>10.4f}{flag}")
     any_run = next(iter(s["models"].values()))["run"]
     valid = os.path.join(os.path.dirname(os.path.dirname(any_run)), "data", "validate*.tfrecord")
