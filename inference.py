@@ -1,6 +1,6 @@
 """Predict the test set and write (and optionally upload) a Kaggle CSV: `python inference.py --help`.
 
-Thin command line; the work is in yt8m_kit/infer.py.
+Thin command line; the work is in yt8m_kit/kaggle/inference_job.py.
 """
 
 import sys

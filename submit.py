@@ -2,7 +2,7 @@
 
     python submit.py --budget 1GB [--valid 'data/validate*.tfrecord'] [--runs checkpoints/] [--out submission/]
 
-See yt8m_kit/submit.py for what it does and README "Ensemble artifact" for what it writes.
+See yt8m_kit/ensemble/submit_job.py for what it does and README "Ensemble artifact" for what it writes.
 """
 
 import argparse

@@ -34,7 +34,7 @@ def test_int8_roundtrip_error_and_bytes():
 
 
 def test_keras_quantize_misses_our_custom_layers():
-    """Why quantize.py exists: Keras' int8 only converts exact Dense layers."""
+    """Why ensemble/precision.py has its own int8: Keras' int8 only converts exact Dense layers."""
     m = create_model("lfnl_netvlad_tiny")
     fp32 = sum(v.numpy().nbytes for v in m.variables)
     ours = Q.storage_bytes([v.numpy() for v in m.variables], "int8")

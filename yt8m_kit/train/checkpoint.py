@@ -1,7 +1,7 @@
 """Run directories and checkpoints: written atomically, loadable with nothing but themselves.
 
 RUN_DIR/
-  run.json            model, overrides, training config (train.py refuses a different one)
+  run.json            model, overrides, training config (the trainer refuses a different one)
   ckpt-00001000/      model.json {"model", "overrides", "level", "step"}, model.weights.h5,
                       train_state/ (state.json + variables.npz: optimizer slots, RNG states)
   ckpt-averaged/      model.json (+ "averaged_steps", "bn_update") and model.weights.h5 (averaging.py)

@@ -1,4 +1,4 @@
-// Native TFRecord ops for yt8m_kit's record stream (see yt8m_kit/records.py, record_stream).
+// Native TFRecord ops for yt8m_kit's record stream (see yt8m_kit/data/records.py, record_stream).
 //
 // TFRecord framing: uint64 length, uint32 masked CRC-32C of those 8 bytes, the payload, uint32
 // masked CRC-32C of the payload (little endian). Instead of streaming whole records through
@@ -13,7 +13,7 @@
 // there with an error naming file and record.
 //
 // Errors carry the marked text yt8m_kit.data.dataset.to_data_error reads back (file, record, reason):
-// keep kOpen/kSep/kClose equal to data.py's _MARK_OPEN/_SEP/_MARK_CLOSE (tests/test_native.py).
+// keep kOpen/kSep/kClose equal to data/dataset.py's _MARK_OPEN/_SEP/_MARK_CLOSE (tests/test_native.py).
 
 #include <cstring>
 #include <memory>
