@@ -12,10 +12,11 @@ import sys
 from yt8m_kit.errors import ConfigError, cli_main
 
 BUDGET_HELP = (
-    "size limit for the ensemble: '1GB', '995MB', '1GiB', '500M' or a number of bytes. Units: "
-    "B = 1; KB/MB/GB/TB = 10^3/10^6/10^9/10^12 (SI, as the challenge's '1 GB'); KiB/MiB/GiB/TiB and "
-    "the bare letters K/M/G/T = 2^10/2^20/2^30/2^40 (so '500M' is 500 MiB, as the paper's 'M'). "
-    "Case-insensitive. Both the members' weight bytes and the written file must fit.")
+    "size limit for the ensemble: '1GB', '995MB', '500M', '1.5GiB' or a number of bytes. Units are "
+    "binary, as the challenge measured its 1 GB limit (the paper's 995 MiB = 1,043 MB ensemble was "
+    "ranked under it): K/KB/KiB = 2^10, M/MB/MiB = 2^20, G/GB/GiB = 2^30, T/TB/TiB = 2^40, any case; "
+    "so '1GB' is 1,073,741,824 bytes. For a decimal limit give bytes: 1e9 or 1000000000. Both the "
+    "members' weight bytes and the written file must fit.")
 
 
 def build_parser():

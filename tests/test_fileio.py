@@ -35,14 +35,14 @@ def test_atomic_path_directory(tmp_path):
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("1GB", 10**9), ("995MB", 995 * 10**6), ("1GiB", 2**30), ("500M", 500 * 2**20),
-    ("123456", 123456), ("1.5kb", 1500), ("2 MiB", 2 * 2**20), ("1e9", 10**9),
+    ("1GB", 2**30), ("995MB", 995 * 2**20), ("1GiB", 2**30), ("500M", 500 * 2**20), ("1g", 2**30),
+    ("123456", 123456), ("1.5kb", 1536), ("2 MiB", 2 * 2**20), ("1e9", 10**9), ("3B", 3),
 ])
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "GB", "1XB", "-5"])
+@pytest.mark.parametrize("bad", ["", "GB", "1XB", "-5", "1bb", "1kib2"])
 def test_parse_size_rejects(bad):
     with pytest.raises(ValueError, match="cannot read size"):
         parse_size(bad)

@@ -251,3 +251,25 @@ def test_frame_l2_makes_the_model_blind_to_each_frames_scale(name):
         a = keras.ops.convert_to_numpy(model({"frames": frames, "num_frames": counts}, training=False))
         b = keras.ops.convert_to_numpy(model({"frames": scaled, "num_frames": counts}, training=False))
         assert np.allclose(a, b, rtol=1e-4, atol=1e-6) == same, (name, frame_l2)
+
+
+def test_budget_1gb_keeps_the_papers_six_members_in_bfloat16(paper_params):
+    """The challenge's 1 GB limit was binary: the paper's six members in bfloat16 (995 MiB, 1,043 MB)
+    were ranked under it. `--budget 1GB` holds them; a decimal limit (1e9 bytes) does not."""
+    from yt8m_kit.ensemble import search, submit_job
+    from yt8m_kit.fileio import parse_size
+
+    widths = {"float32": 4, "bfloat16": 2, "int8": 1}  # bytes a weight (int8's few scales left out)
+    cands = [search.Candidate(name, name, p, w * paper_params[name]) for name in PAPER for p, w in widths.items()]
+    prefer = {"float32": 1.02, "bfloat16": 1.019, "int8": 1.0}  # more members first, then wider weights
+
+    def gap(members):
+        return sum(prefer[cands[m].precision] for m in members)
+
+    overhead = submit_job.BASE_OVERHEAD + submit_job.MEMBER_OVERHEAD * len(PAPER)
+    bf16 = sum(2 * paper_params[name] for name in PAPER)
+    assert 10**9 < bf16 + overhead <= parse_size("1GB") == 2**30
+    best, _, _ = search.search(cands, gap, parse_size("1GB"), overhead)
+    assert sorted((cands[m].run, cands[m].precision) for m in best.members) == sorted((n, "bfloat16") for n in PAPER)
+    best, _, _ = search.search(cands, gap, parse_size("1e9"), overhead)
+    assert "int8" in {cands[m].precision for m in best.members}

@@ -173,7 +173,7 @@ def test_explain_and_pareto():
     best, plans, _ = P.search(cands, lambda m: gap[m], budget=550, score_all=True)
     assert best.members == (1, 3) and best.gap == 0.69  # (0, 3) is 700 bytes: over
     why = P.explain(cands, best, lambda m: gap[m], 550)
-    assert why["a"].startswith("cast to bfloat16: -0.000 MB, -0.0100 GAP")
+    assert why["a"].startswith("cast to bfloat16: -0.000 MiB, -0.0100 GAP")
     assert "over budget" in why["a"] and "cast to int8" in why["b"]
     best, _, _ = P.search(cands, lambda m: gap[m], budget=450)
     why = P.explain(cands, best, lambda m: gap[m], 450)

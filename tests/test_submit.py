@@ -124,8 +124,7 @@ def test_help_states_the_units(capsys):
     with pytest.raises(SystemExit):
         submit_cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "KB/MB/GB/TB = 10^3/10^6/10^9/10^12" in text
-    assert "2^30" in text and "500M" in text
+    assert "G/GB/GiB = 2^30" in text and "1,073,741,824" in text and "1e9" in text
 
 
 def test_size_is_checked_after_writing(big, runs, frame_data, tmp_path, monkeypatch):

@@ -245,9 +245,9 @@ def pareto_front(plans):
 
 
 def explain(candidates, plan, gap_fn, budget, overhead=0):
-    """Why each run is in the plan as it is: {run: text}, e.g. 'cast to bfloat16: -1.2 MB,
-    -0.0001 GAP vs float32' or 'dropped: adding it (int8, +3.0 MB) goes over budget'."""
-    mb = 1e6
+    """Why each run is in the plan as it is: {run: text}, e.g. 'cast to bfloat16: -1.2 MiB,
+    -0.0001 GAP vs float32' or 'dropped: adding it (int8, +3.0 MiB) goes over budget'."""
+    mib = 2**20
     why = {}
     chosen = {candidates[m].run: m for m in plan.members}
     for options in _options(candidates):
@@ -263,7 +263,7 @@ def explain(candidates, plan, gap_fn, budget, overhead=0):
             alt_size = plan_bytes(candidates, alt, overhead)
             d_gap = plan.gap - gap_fn(alt)
             fit = "fits" if alt_size <= budget else "over budget"
-            why[run] = (f"cast to {c.precision}: {-(candidates[ref].bytes - c.bytes) / mb:+.3f} MB, "
+            why[run] = (f"cast to {c.precision}: {-(candidates[ref].bytes - c.bytes) / mib:+.3f} MiB, "
                         f"{d_gap:+.4f} GAP vs float32 (float32 plan {fit})")
             continue
         tries = []
@@ -275,7 +275,7 @@ def explain(candidates, plan, gap_fn, budget, overhead=0):
         if not fitting:
             o, size = min(((t[1], t[3]) for t in tries), key=lambda t: t[1])
             why[run] = (f"dropped: adding it even at {candidates[o].precision} "
-                        f"(+{candidates[o].bytes / mb:.3f} MB) exceeds the budget by {(size - budget) / mb:.3f} MB")
+                        f"(+{candidates[o].bytes / mib:.3f} MiB) exceeds the budget by {(size - budget) / mib:.3f} MiB")
         else:
             scores = [(gap_fn(alt), o) for _, o, alt, _ in fitting]
             g, o = max(scores)

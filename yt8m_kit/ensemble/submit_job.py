@@ -22,7 +22,7 @@ from yt8m_kit.ensemble.candidates import build_candidates
 from yt8m_kit.errors import ConfigError
 from yt8m_kit.fileio import atomic_open, atomic_path, write_json
 
-MB = 1e6
+MIB = 2**20  # reports in MiB: the unit --budget reads (fileio.parse_size)
 # Container bytes beyond the members' arrays (zip + h5 headers, configs, ensemble.json):
 # measured 0.8 KB for one video_logistic member, 17 KB for three tiny frame-level members.
 # An over-estimate only costs a few KB of budget; an under-estimate is caught after writing.
@@ -100,9 +100,9 @@ def plan_and_write(config, candidates, scorer, models, t0, log):
         search_s = time.time() - t0  # scoring candidates + search (not the artifact writing)
         if best is None:
             raise ConfigError(
-                f"budget {config.budget} bytes ({config.budget / MB:.3f} MB): nothing fits; the smallest "
+                f"budget {config.budget} bytes ({config.budget / MIB:.3f} MiB): nothing fits; the smallest "
                 f"possible ensemble (one member at its smallest precision plus container overhead) takes "
-                f"{smallest} bytes ({smallest / MB:.3f} MB). Raise --budget to at least that.")
+                f"{smallest} bytes ({smallest / MIB:.3f} MiB). Raise --budget to at least that.")
         chosen = [candidates[m] for m in best.members]
         try:
             artifact_bytes, upload_bytes = write_artifact(config, chosen, models)
@@ -143,13 +143,13 @@ def plot_plans(path, plans, best, budget):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([p.bytes / MB for p in plans], [p.gap for p in plans], s=10, alpha=0.5, label="plans scored")
+    ax.scatter([p.bytes / MIB for p in plans], [p.gap for p in plans], s=10, alpha=0.5, label="plans scored")
     front = plan_lib.pareto_front(plans)
-    ax.plot([p.bytes / MB for p in front], [p.gap for p in front], "-o", ms=3, color="C1", label="Pareto front")
-    ax.axvline(budget / MB, color="C3", ls="--", label=f"budget {budget / MB:.1f} MB")
-    ax.scatter([best.bytes / MB], [best.gap], marker="*", s=200, color="C2", zorder=3,
+    ax.plot([p.bytes / MIB for p in front], [p.gap for p in front], "-o", ms=3, color="C1", label="Pareto front")
+    ax.axvline(budget / MIB, color="C3", ls="--", label=f"budget {budget / MIB:.1f} MiB")
+    ax.scatter([best.bytes / MIB], [best.gap], marker="*", s=200, color="C2", zorder=3,
                label=f"chosen: GAP {best.gap:.4f}")
-    ax.set_xlabel("size (MB = 10^6 bytes of weights + container overhead)")
+    ax.set_xlabel("size (MiB of weights + container overhead)")
     ax.set_ylabel("validation GAP@20")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -161,17 +161,16 @@ def plot_plans(path, plans, best, budget):
 
 def format_tables(candidates, plan, why, budget, artifact_bytes=None, videos=None):
     """The printed report: the candidate table, then each run's fate in `plan` and why."""
-    mb = 1e6
     width = max([len(c.run) for c in candidates] + [3])
     lines = [f"Candidates (validation GAP@20{f' on {videos} videos' if videos else ''}; "
-             "MB = exact bytes of the stored weights / 10^6)",
-             f"{'run':<{width}}  {'model':<20} {'precision':<9} {'MB':>10} {'GAP':>8}"]
+             "MiB = exact bytes of the stored weights / 2^20)",
+             f"{'run':<{width}}  {'model':<20} {'precision':<9} {'MiB':>10} {'GAP':>8}"]
     for c in candidates:
-        lines.append(f"{c.run:<{width}}  {c.model:<20} {c.precision:<9} {c.bytes / mb:>10.3f} {c.gap:>8.4f}")
+        lines.append(f"{c.run:<{width}}  {c.model:<20} {c.precision:<9} {c.bytes / MIB:>10.3f} {c.gap:>8.4f}")
     size = sum(candidates[m].bytes for m in plan.members)
-    lines += ["", f"Plan: {len(plan.members)} member(s), {size / mb:.3f} MB of weights"
-              + (f", artifact {artifact_bytes / mb:.3f} MB" if artifact_bytes is not None else "")
-              + f", budget {budget / mb:.3f} MB, validation GAP {plan.gap:.4f}",
+    lines += ["", f"Plan: {len(plan.members)} member(s), {size / MIB:.3f} MiB of weights"
+              + (f", artifact {artifact_bytes / MIB:.3f} MiB" if artifact_bytes is not None else "")
+              + f", budget {budget / MIB:.3f} MiB, validation GAP {plan.gap:.4f}",
               f"{'run':<{width}}  {'choice':<9} why"]
     chosen = {candidates[m].run: candidates[m].precision for m in plan.members}
     for run, text in why.items():
