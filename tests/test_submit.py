@@ -60,6 +60,7 @@ def test_generous_budget_writes_everything(big):
         assert key in plan
     artifact = os.path.join(cfg.out, plan["artifact"])
     assert os.path.getsize(artifact) == plan["artifact_bytes"] <= plan["budget_bytes"]
+    assert plan["upload_bytes"] == os.path.getsize(os.path.join(cfg.out, "model.tgz"))  # the file uploaded
     assert plan["total_bytes"] == sum(m["bytes"] for m in plan["members"]) <= plan["artifact_bytes"]
     assert plan["search"]["method"] == "exhaustive" and plan["search"]["plans_scored"] == 15
     with tarfile.open(os.path.join(cfg.out, "model.tgz")) as tar:
