@@ -20,6 +20,8 @@ def test_summary_shows_latest_beside_averaged_and_how_to_reproduce(capsys, tmp_p
                  "validation_gap": 0.65, "members": []},
         "csv_metrics": {"gap": 0.66, "hit_at_1": 0.9, "perr": 0.6, "map": 0.5, "videos": 500},
         "timings": [("x", 60.0)],
+        "commands": {"plan": "python submit.py --budget 2MB --runs demo_out/runs",
+                     "csv": "python -m yt8m_kit.evaluate --predictions demo_out/validate.csv"},
     }
     print_summary(summary)
     out = capsys.readouterr().out
@@ -27,3 +29,5 @@ def test_summary_shows_latest_beside_averaged_and_how_to_reproduce(capsys, tmp_p
     assert "0.6000    0.6100" in lines["soft_bof_4k"] and "below" not in lines["soft_bof_4k"]
     assert "0.4800    0.4700" in lines["gru"] and "(below the latest by 0.0100; the model has no batch norm)" in lines["gru"]
     assert "python -m yt8m_kit.evaluate --checkpoint" in out and "--num-samples 32 --seed 0" in out
+    assert "these reproduce with: python submit.py --budget 2MB" in out  # the plan's scores
+    assert "this reproduces with: python -m yt8m_kit.evaluate --predictions" in out  # the CSV's

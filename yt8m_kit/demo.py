@@ -29,11 +29,13 @@ class Stage:
     def __init__(self, log_dir):
         self.log_dir = log_dir
         self.timings = []
+        self.shown = {}  # title -> the command as shown (python ...)
 
     def run(self, title, args, capture_json=False):
         cmd = [sys.executable] + [str(a) for a in args]
         shown = " ".join(os.path.relpath(a, ROOT) if os.path.isabs(a) else a for a in map(str, args))
         print(f"\n==> {title}\n    $ python {shown}", flush=True)
+        self.shown[title] = f"python {shown}"
         start = time.perf_counter()
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT)
         proc = subprocess.run(
@@ -114,6 +116,8 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
                                         "--data", valid_glob, "--json"], capture_json=True)
     summary["submission_csv"] = csv_path
     summary["timings"] = stage.timings
+    summary["commands"] = {"plan": stage.shown[f"Plan the ensemble under a {budget} budget (python submit.py)"],
+                           "csv": stage.shown["Score that CSV (python -m yt8m_kit.evaluate --predictions)"]}
     return summary
 
 
@@ -143,9 +147,14 @@ def print_summary(s):
           f"{p['artifact_bytes']:,} B on disk, validation GAP {p['validation_gap']:.4f}")
     for m in p["members"]:
         print(f"  member {m['model']:<22}{m['precision']:<10}{m['bytes']:>12,} B  GAP {m['gap']:.4f}")
+    commands = s.get("commands", {})
+    if "plan" in commands:
+        print(f"these reproduce with: {commands['plan']}")
     c = s["csv_metrics"]
     print(f"\nensemble CSV on validation, 10 repeats: GAP {c['gap']:.4f}  Hit@1 {c['hit_at_1']:.4f}  "
           f"PERR {c['perr']:.4f}  mAP {c['map']:.4f}  ({c['videos']} videos)")
+    if "csv" in commands:
+        print(f"this reproduces with: {commands['csv']}")
     total = sum(t for _, t in s["timings"])
     print(f"\nproduced under {s['out']}:")
     print("  data/         generated train/validate/test TFRecords (frame level)")
