@@ -8,6 +8,7 @@ shortcut around them. About 10 minutes on 2 cores.
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,7 @@ class Stage:
 
     def run(self, title, args, capture_json=False):
         cmd = [sys.executable] + [str(a) for a in args]
-        shown = " ".join(os.path.relpath(a, ROOT) if os.path.isabs(a) else a for a in map(str, args))
+        shown = " ".join(shlex.quote(os.path.relpath(a, ROOT) if os.path.isabs(a) else a) for a in map(str, args))
         print(f"\n==> {title}\n    $ python {shown}", flush=True)
         self.shown[title] = f"python {shown}"
         start = time.perf_counter()
