@@ -51,6 +51,11 @@ def parse_config(argv):
     from yt8m_kit.ensemble.candidates import default_valid
     from yt8m_kit.ensemble.submit_job import SubmitConfig
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i, arg in enumerate(argv[:-1]):  # argparse takes "--budget -1GB" for two options: keep them together
+        if arg == "--budget" and argv[i + 1].startswith("-"):
+            argv[i:i + 2] = [f"--budget={argv[i + 1]}"]
+            break
     args = build_parser().parse_args(argv)
     try:
         budget = parse_size(args.budget)

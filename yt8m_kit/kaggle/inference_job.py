@@ -193,6 +193,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     repeats = resolve_repeats(args.repeats, args.all_frames)
     shard = parse_shard(args.shard) if args.shard else None
+    if args.upload_attempts < 1:
+        raise ConfigError(f"--upload-attempts ({args.upload_attempts}) must be at least 1: it counts every try")
     if args.upload and shard is not None:
         raise ConfigError("--upload with --shard would submit part of the test set: merge the shard CSVs "
                           "(python -m yt8m_kit.merge), then python -m yt8m_kit.upload CSV --message ...")

@@ -123,7 +123,11 @@ def _pairs_text(indices, values):
 
 def _rows(path, num_classes=None, max_pairs=None):
     """Yield (line number, id, labels, confs); with num_classes/max_pairs, check each row too."""
-    with open(path, encoding="utf-8", newline="") as f:
+    try:
+        f = open(path, encoding="utf-8", newline="")
+    except OSError as e:  # missing, a directory, unreadable: a message naming it, not a traceback
+        raise DataError(f"cannot read this CSV: {e.strerror or e}", file=path) from None
+    with f:
         header = f.readline().rstrip("\r\n").lstrip("\ufeff")
         if header != HEADER:
             raise DataError(f"bad header: expected {HEADER!r}", file=path, record="line 1",

@@ -137,6 +137,8 @@ def submit(csv_path, *, message, competition=COMPETITION, attempts=3, timeout_s=
     for progress lines (default: stderr).
     """
     log = log or (lambda text: print(text, file=sys.stderr))
+    if int(attempts) < 1 or timeout_s <= 0:
+        raise UploadError(f"attempts ({attempts}) must be at least 1 and the timeout ({timeout_s} s) positive")
     if not os.path.isfile(csv_path):
         raise UploadError(f"{csv_path}: no such file to upload")
     api = api or authenticated_api()
@@ -189,7 +191,7 @@ def build_parser():
     p.add_argument("--message", required=True, help="submission description shown on Kaggle")
     p.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
     p.add_argument("--data", help="TFRecord pattern of the test set: check the CSV has exactly its videos")
-    p.add_argument("--attempts", type=int, default=3, help="tries in all for transient failures (default 3)")
+    p.add_argument("--attempts", type=int, default=3, help="tries in all for transient failures (default 3, at least 1)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each try (default 900)")
     p.add_argument("--dry-run", action="store_true", help="validate only; do not contact Kaggle")
     return p
@@ -198,6 +200,8 @@ def build_parser():
 @cli_main
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.attempts < 1:
+        raise UploadError(f"--attempts ({args.attempts}) must be at least 1: it counts every try, the first included")
     expected = None
     if args.data:
         from yt8m_kit.data.dataset import read_ids_and_labels

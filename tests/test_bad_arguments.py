@@ -1,0 +1,50 @@
+"""Bad paths and values on the command lines give one clear message and exit 2 (issue 17 items 9,
+10 and 12): a missing or directory CSV, a count of upload attempts below one, a negative budget."""
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import submit as submit_cli  # noqa: E402
+from yt8m_kit.evaluate.cli import main as evaluate_main  # noqa: E402
+from yt8m_kit.kaggle import inference_job, merge, upload  # noqa: E402
+
+
+def _run(main, argv, capsys):
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_csv_paths_that_are_not_files(kind, tmp_path, video_data, capsys):
+    path = str(tmp_path / "nothing.csv") if kind == "missing" else str(tmp_path)
+    why = "No such file or directory" if kind == "missing" else "Is a directory"
+    data = str(video_data / "validate*.tfrecord")
+    for main, argv in ((evaluate_main, ["--predictions", path, "--data", data]),
+                       (merge.main, [path, "--output", str(tmp_path / "out.csv")]),
+                       (upload.main, [path, "--message", "m", "--dry-run"])):
+        code, err = _run(main, argv, capsys)
+        assert code == 2 and f"file {path}: cannot read this CSV: {why}" in err, (main.__module__, err)
+        assert "Traceback" not in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("attempts", ["0", "-1"])
+def test_upload_attempts_below_one_are_refused(attempts, tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    csv.write_text("VideoId,LabelConfidencePairs\n")
+    code, err = _run(upload.main, [str(csv), "--message", "m", "--attempts", attempts], capsys)
+    assert code == 2 and f"--attempts ({attempts}) must be at least 1" in err
+    with pytest.raises(upload.UploadError, match="must be at least 1"):
+        upload.submit(str(csv), message="m", attempts=int(attempts), api=object())
+    code, err = _run(inference_job.main, ["--model", str(tmp_path), "--input", "x*.tfrecord", "--output",
+                                          str(tmp_path / "o.csv"), "--upload-attempts", attempts], capsys)
+    assert code == 2 and "--upload-attempts" in err and "at least 1" in err
+
+
+def test_a_negative_budget_gets_the_real_message(capsys):
+    code, err = _run(submit_cli.main, ["--budget", "-1GB"], capsys)
+    assert code == 2 and "cannot read size '-1GB'" in err and "expected one argument" not in err
