@@ -312,3 +312,28 @@ def test_2017_files_detected_and_readable_on_request(tmp_path):
 def test_level_mismatch_is_config_error(video_data):
     with pytest.raises(ConfigError, match="video-level"):
         data.make_dataset(f"{video_data}/train*.tfrecord", 4, level="frame")
+
+
+@pytest.mark.parametrize("label", [-1, -5])
+@pytest.mark.parametrize("level", ["video", "frame"])
+def test_a_negative_label_is_an_error_naming_file_record_and_value(level, label, tmp_path):
+    """-1 used to pass silently (the reader's 'no bad label' sentinel was -1 too) and its video was
+    trained and scored without it; every out-of-range label is now refused, in both parsers."""
+    rng = np.random.default_rng(0)
+    if level == "video":
+        recs = [synth.video_example(f"v{i}", [i], np.zeros(1024), np.zeros(128)) for i in range(4)]
+        recs[2] = synth.video_example("bad", [3, label], np.zeros(1024), np.zeros(128))
+    else:
+        frames = lambda: (rng.integers(0, 255, (5, 1024), dtype=np.uint8), rng.integers(0, 255, (5, 128), dtype=np.uint8))  # noqa: E731
+        recs = [synth.frame_example(f"v{i}", [i], *frames()) for i in range(4)]
+        recs[2] = synth.frame_example("bad", [3, label], *frames())
+    path = tmp_path / "neg.tfrecord"
+    synth.write_records(path, recs)
+    for native in ((None, False) if level == "frame" else (None,)):
+        _expect_error(path, 2, "label out of range", value=label, native=native)
+    ds = data.make_dataset(str(path), 4, skip_bad=True)
+    assert [i for b in data.iterate(ds) for i in b["id"].numpy().tolist()] == [b"v0", b"v1", b"v3"]
+    from yt8m_kit.data.inspect import inspect_files
+
+    report = inspect_files(str(path))
+    assert report["corrupt"] and str(label) in str(report["corrupt"])
