@@ -46,3 +46,29 @@ def test_parse_size(text, expected):
 def test_parse_size_rejects(bad):
     with pytest.raises(ValueError, match="cannot read size"):
         parse_size(bad)
+
+
+def test_replacing_a_directory_is_one_step(tmp_path, monkeypatch):
+    """An existing directory (a checkpoint, ckpt-averaged) is replaced by one atomic exchange, so a
+    run killed at any moment leaves the old directory or the new one, never neither. It used to be
+    two renames, and `average` killed between them left no ckpt-averaged (issue 17, item 2)."""
+    from yt8m_kit.fileio import exchange_paths
+
+    probe_a, probe_b = tmp_path / "a", tmp_path / "b"
+    probe_a.mkdir()
+    probe_b.mkdir()
+    if not exchange_paths(str(probe_a), str(probe_b)):
+        pytest.skip("no atomic exchange on this system: the two-rename fallback is used")
+    target = tmp_path / "ckpt-averaged"
+    target.mkdir()
+    (target / "old").write_text("old")
+
+    def no_rename(*args):
+        raise AssertionError("a directory replaced by two renames: a window without it")
+
+    monkeypatch.setattr(os, "rename", no_rename)
+    with atomic_path(target) as tmp:
+        os.makedirs(tmp)
+        open(os.path.join(tmp, "new"), "w").write("new")
+    assert sorted(os.listdir(target)) == ["new"]
+    assert sorted(os.listdir(tmp_path)) == ["a", "b", "ckpt-averaged"]  # nothing left behind

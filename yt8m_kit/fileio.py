@@ -6,6 +6,26 @@ import shutil
 import tempfile
 
 
+def exchange_paths(a, b):
+    """Swap two existing paths in one atomic step (Linux renameat2 with RENAME_EXCHANGE); returns
+    False, touching nothing, where the system cannot (another OS, an old kernel or libc, a file system
+    without it), so that the caller falls back to two renames."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
@@ -23,10 +43,13 @@ def atomic_path(path):
     try:
         yield tmp
         if os.path.isdir(path) and os.path.isdir(tmp):
-            old = tmp + ".old"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old)
+            if exchange_paths(tmp, path):  # one step: `path` is the old or the new directory, never neither
+                shutil.rmtree(tmp)  # now the old one
+            else:  # no atomic exchange here: two renames, a short window without `path`
+                old = tmp + ".old"
+                os.rename(path, old)
+                os.rename(tmp, path)
+                shutil.rmtree(old)
         else:
             os.replace(tmp, path)
     finally:
