@@ -17,7 +17,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads (scoring runs in-process)
 
 from yt8m_kit.errors import Yt8mError, cli_main  # noqa: E402
-from yt8m_kit.fileio import atomic_open  # noqa: E402
+from yt8m_kit.fileio import atomic_open, read_json  # noqa: E402
 
 # The paper's six sub-models, in their tiny variants (same architecture, < 1M parameters).
 DEMO_MODELS = ("lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru")
@@ -87,8 +87,7 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
         members = [evaluate_checkpoint(os.path.join(run_dir, c), valid_glob, seed=seed, num_samples=frames)["gap"]
                    for c in sorted(d for d in os.listdir(run_dir) if d.startswith("ckpt-0"))]
         averaged = evaluate_checkpoint(run_dir, valid_glob, seed=seed, num_samples=frames)["gap"]
-        with open(os.path.join(run_dir, "ckpt-averaged", "model.json")) as f:
-            bn = json.load(f).get("bn_update", {})
+        bn = read_json(os.path.join(run_dir, "ckpt-averaged", "model.json")).get("bn_update", {})
         print(f"    members {' '.join(f'{g:.4f}' for g in members)} -> averaged {averaged:.4f}", flush=True)
         print(f"    each reproduces with: python -m yt8m_kit.evaluate --checkpoint {os.path.relpath(run_dir)}"
               f"[/ckpt-N] --data '{os.path.relpath(valid_glob)}' --num-samples {frames} --seed {seed}", flush=True)
@@ -98,7 +97,8 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
             "averaged_gap": averaged, "bn_update": bn,
         }
 
-    stage.run(f"Plan the ensemble under a {budget} budget (python submit.py)",
+    plan_title = f"Plan the ensemble under a {budget} budget (python submit.py)"
+    stage.run(plan_title,
               ["submit.py", "--budget", budget, "--runs", runs, "--valid", valid_glob, "--out", sub,
                "--num-samples", frames])
     with open(os.path.join(sub, "plan.json")) as f:
@@ -112,13 +112,13 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
     stage.run("The same ensemble on the validation split, to score the CSV path",
               ["inference.py", "--model", sub, "--input", valid_glob, "--repeats", 10,
                "--num-samples", frames, "--output", valid_csv, "--seed", seed])
-    summary["csv_metrics"] = stage.run("Score that CSV (python -m yt8m_kit.evaluate --predictions)",
+    csv_title = "Score that CSV (python -m yt8m_kit.evaluate --predictions)"
+    summary["csv_metrics"] = stage.run(csv_title,
                                        ["-m", "yt8m_kit.evaluate", "--predictions", valid_csv,
                                         "--data", valid_glob, "--json"], capture_json=True)
     summary["submission_csv"] = csv_path
     summary["timings"] = stage.timings
-    summary["commands"] = {"plan": stage.shown[f"Plan the ensemble under a {budget} budget (python submit.py)"],
-                           "csv": stage.shown["Score that CSV (python -m yt8m_kit.evaluate --predictions)"]}
+    summary["commands"] = {"plan": stage.shown[plan_title], "csv": stage.shown[csv_title]}
     return summary
 
 

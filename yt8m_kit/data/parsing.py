@@ -99,10 +99,9 @@ def _context(c, info, B, *, require_labels):
     n_ids = ids.row_lengths()
     vid = tf.where(n_ids > 0, ids.to_tensor("", shape=[None, 1])[:, 0], "")
     out_of_range = tf.ragged.map_flat_values(lambda v: (v < 0) | (v >= info.num_classes), labels)
-    # The first bad label of each record (a flag apart from the value: -1 is a bad label too).
-    pad = tf.zeros(tf.stack([labels.nrows(), 1]), tf.int64)  # one more column: a batch may hold no label
-    flags = tf.concat([tf.cast(out_of_range.to_tensor(False), tf.int64), pad], axis=1)
-    bad_label = tf.gather(tf.concat([labels.to_tensor(0), pad], axis=1), tf.argmax(flags, axis=1), batch_dims=1)
+    # A flag apart from the value (-1 is a bad label too); the value reported is the record's largest bad one.
+    bad_label = tf.reduce_max(tf.ragged.map_flat_values(
+        lambda v: tf.where((v < 0) | (v >= info.num_classes), v, tf.int64.min), labels), axis=1)
     head = [(n_ids != 1, f"has this many values under key '{info.id_key}' (expected 1; a 2017 file? "
              "see allow_2017)", n_ids)]
     tail = [(tf.reduce_any(out_of_range, axis=1), f"label out of range 0..{info.num_classes - 1}", bad_label)]

@@ -71,21 +71,24 @@ def resolve_config(name, overrides):
     return config
 
 
+def _with_versioned_fields(name, overrides, values):
+    """`overrides`, each field of configs.LEGACY_VALUES that the model has and they lack taken from
+    `values`; unregistered names are returned as they are (building them reports the name)."""
+    defaults = _REGISTRY[name].defaults if name in _REGISTRY else {}
+    return {**{k: values[k] for k in configs.LEGACY_VALUES if k in defaults}, **dict(overrides or {})}
+
+
 def explicit_overrides(name, overrides):
     """`overrides` plus the current value of every field in configs.LEGACY_VALUES the model has:
     what every record written now stores, so that it reads back the same whatever defaults change."""
-    defaults = get_spec(name).defaults
-    return {**{k: defaults[k] for k in configs.LEGACY_VALUES if k in defaults}, **dict(overrides or {})}
+    return _with_versioned_fields(name, overrides, get_spec(name).defaults if name in _REGISTRY else {})
 
 
 def saved_overrides(name, overrides):
     """The overrides of a saved record (model.json, run.json, an ensemble member): a field of
     configs.LEGACY_VALUES that the record lacks predates it and takes its legacy value, so that a
-    checkpoint keeps predicting as it was trained. Unregistered names are returned as they are."""
-    if name not in _REGISTRY:
-        return dict(overrides or {})
-    defaults = get_spec(name).defaults
-    return {**{k: v for k, v in configs.LEGACY_VALUES.items() if k in defaults}, **dict(overrides or {})}
+    checkpoint keeps predicting as it was trained."""
+    return _with_versioned_fields(name, overrides, configs.LEGACY_VALUES)
 
 
 def create_model(name, **overrides):

@@ -56,10 +56,9 @@ def save_checkpoint(run_dir, step, model, meta, optimizer=None, state=None, keep
     newest `keep` numbered checkpoints. meta's overrides are written with every versioned field
     stated (models.explicit_overrides: a missing one means the model was built with its default).
     """
-    from yt8m_kit.models import explicit_overrides, list_models
+    from yt8m_kit.models import explicit_overrides
 
-    if meta.get("model") in list_models():
-        meta = dict(meta, overrides=explicit_overrides(meta["model"], meta.get("overrides")))
+    meta = dict(meta, overrides=explicit_overrides(meta.get("model"), meta.get("overrides")))
     final = os.path.join(run_dir, name or checkpoint_name(step))
     with atomic_path(final) as tmp:
         os.makedirs(tmp)
