@@ -19,11 +19,13 @@ $PY -m yt8m_kit.train --model video --train "$TRAIN" --out "$RUN" --checkpoint-e
     --seed "$SEED" --no-progress > "$RUN.train.json"
 latest=$(ls -d "$RUN"/ckpt-0* | tail -1)
 echo "latest: $latest"
-$PY -m yt8m_kit.evaluate --checkpoint "$latest" --data "$HELD" --json > "$RUN.latest.json"
+$PY -m yt8m_kit.evaluate --checkpoint "$latest" --data "$HELD" --json --save-predictions "$RUN.latest.h5" > "$RUN.latest.json"
 $PY -m yt8m_kit.average "$RUN" --last 5 --no-bn-update --out "$RUN/avg-no-bn"
 $PY -m yt8m_kit.evaluate --checkpoint "$RUN/avg-no-bn" --data "$HELD" --json > "$RUN.avg_no_bn.json"
 $PY -m yt8m_kit.average "$RUN" --last 5
-$PY -m yt8m_kit.evaluate --checkpoint "$RUN" --data "$HELD" --json > "$RUN.avg_bn.json"
+$PY -m yt8m_kit.evaluate --checkpoint "$RUN" --data "$HELD" --json --save-predictions "$RUN.avg_bn.h5" > "$RUN.avg_bn.json"
 for f in latest avg_no_bn avg_bn; do
   printf '%-10s ' "$f"; $PY -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"GAP {r['gap']:.4f}  videos {r['videos']}\")" "$RUN.$f.json"
 done
+echo "latest (A) against the average with BN recomputed (B), paired bootstrap over the held-out videos:"
+$PY bench/paired_bootstrap.py "$RUN.latest.h5" "$RUN.avg_bn.h5"
