@@ -151,3 +151,21 @@ def test_reader_variants_match_the_reader_and_reject_irregular_layouts(tmp_path,
     assert reader_variants.walk(short) is None
     with pytest.raises(ValueError, match="record 0"):
         reader_variants.layouts([short])
+
+
+def test_paired_bootstrap_gap_and_standard_errors():
+    """bench/paired_bootstrap.py scores with the toolkit's GAP; identical predictions differ by exactly 0."""
+    import numpy as np
+
+    from paired_bootstrap import paired_bootstrap
+    from yt8m_kit.evaluate import metrics
+
+    rng = np.random.default_rng(0)
+    labels = [rng.choice(50, 2, replace=False) for _ in range(40)]
+    a = {"ids": [str(i) for i in range(40)], "scores": rng.random((40, 50)).astype(np.float32), "labels": labels}
+    b = dict(a, scores=(a["scores"] + rng.random((40, 50)) * 0.5).astype(np.float32))
+    r = paired_bootstrap(a, b, resamples=30)
+    assert r["gap_a"] == metrics.gap(a["scores"], labels) and r["gap_b"] == metrics.gap(b["scores"], labels)
+    assert r["se_a"] > 0 and r["se_diff"] > 0
+    same = paired_bootstrap(a, a, resamples=10)
+    assert same["diff"] == 0 and same["se_diff"] == 0
