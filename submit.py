@@ -11,6 +11,8 @@ import sys
 
 from yt8m_kit.errors import ConfigError, cli_main
 
+DEFAULT_REPEATS, DEFAULT_NUM_SAMPLES = 10, 300  # yt8m_kit.evaluate.predict_loop's (--help imports no TensorFlow)
+
 BUDGET_HELP = (
     "size limit for the ensemble: '1GB', '995MB', '500M', '1.5GiB' or a number of bytes. Units are "
     "binary, as the challenge measured its 1 GB limit (the paper's 995 MiB = 1,043 MB ensemble was "
@@ -33,11 +35,23 @@ def build_parser():
     p.add_argument("--out", default="submission", help="output directory (default: submission)")
     p.add_argument("--precisions", default="float32,bfloat16,int8",
                    help="comma-separated precisions each member may take (default: float32,bfloat16,int8)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="random frame sub-samples averaged per video for frame-level members (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="frame sampling seed (default: 0)")
-    p.add_argument("--num-samples", type=int, default=300,
-                   help="frames per random sub-sample for frame-level members (default: 300)")
+    p.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                   help="random frame sub-samples averaged per video for frame-level members; the default is "
+                        "inference.py's, so the plan is scored as it will run (default: %(default)s; video-level "
+                        "members are deterministic and ignore it)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="frame sampling seed, also of the bootstrap resamples (default: 0)")
+    p.add_argument("--num-samples", type=int, default=DEFAULT_NUM_SAMPLES,
+                   help="frames per random sub-sample for frame-level members, as inference.py "
+                        "(default: %(default)s)")
+    p.add_argument("--report-fraction", type=float, default=0.5,
+                   help="part of the validation videos (chosen by a hash of the id) that no choice sees; the "
+                        "chosen plan's GAP, its bootstrap standard error and its margin over its best member are "
+                        "reported on them. 0: choose on every video, report nothing held out (default: %(default)s)")
+    p.add_argument("--noise-z", type=float, default=2.0,
+                   help="a lower precision stays only where it is needed to fit or wins by more than this many "
+                        "bootstrap standard errors of the paired GAP difference, and a member only where it helps "
+                        "by more; 0 keeps the best-scoring plan whatever the margin (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="videos per prediction batch (default: 32)")
     p.add_argument("--max-exhaustive", type=int, default=20000,
                    help="search every plan when there are at most this many, else forward greedy "
@@ -69,11 +83,15 @@ def parse_config(argv):
         raise ConfigError(f"--precisions {args.precisions!r}: use some of {', '.join(PRECISIONS)}")
     if args.repeats < 1 or args.batch_size < 1 or args.num_samples < 1:
         raise ConfigError("--repeats, --num-samples and --batch-size must be at least 1")
+    if not 0 <= args.report_fraction < 1:
+        raise ConfigError(f"--report-fraction {args.report_fraction} must be at least 0 and below 1")
+    if args.noise_z < 0:
+        raise ConfigError(f"--noise-z {args.noise_z} must not be negative")
     valid = args.valid or default_valid(args.runs)
     return SubmitConfig(budget=budget, valid=valid, runs=args.runs, out=args.out, precisions=precisions,
                         repeats=args.repeats, seed=args.seed, num_samples=args.num_samples,
-                        batch_size=args.batch_size,
-                        max_exhaustive=args.max_exhaustive)
+                        batch_size=args.batch_size, max_exhaustive=args.max_exhaustive,
+                        report_fraction=args.report_fraction, noise_z=args.noise_z)
 
 
 @cli_main
@@ -83,8 +101,10 @@ def main(argv=None):
     from yt8m_kit.ensemble.submit_job import run_submit
 
     result = run_submit(config)
+    held = result["heldout"]
     print(f"wrote {os.path.join(config.out, result['artifact'])} ({result['artifact_bytes']} bytes, "
-          f"budget {result['budget_bytes']}), validation GAP {result['validation_gap']:.4f}")
+          f"budget {result['budget_bytes']}), validation GAP {result['validation_gap']:.4f}"
+          + (f", held-out GAP {held['gap']:.4f} \u00b1 {held['se']:.4f}" if held else ""))
     return 0
 
 

@@ -18,36 +18,25 @@ import numpy as np  # noqa: E402
 from yt8m_kit.errors import DataError, cli_main  # noqa: E402
 
 
-def _top_pairs(pred):
-    from yt8m_kit.evaluate import metrics
-
-    idx, values = metrics.top_k(pred["scores"])
-    rel = np.array([[c in set(labels.tolist()) for c in row] for row, labels in zip(idx, pred["labels"])])
-    return idx, values, rel, np.array([len(set(x.tolist())) for x in pred["labels"]], np.int64)
-
-
 def paired_bootstrap(a, b, resamples=200, seed=0):
-    """{"gap_a", "gap_b", "diff", "se_a", "se_b", "se_diff"} for prediction dicts a and b."""
-    from yt8m_kit.evaluate import metrics
+    """{"gap_a", "gap_b", "diff", "se_a", "se_b", "se_diff"} for prediction dicts a and b
+    (yt8m_kit.evaluate.bootstrap: the same resamples of the videos for both)."""
+    from yt8m_kit.evaluate import bootstrap
+    from yt8m_kit.ensemble.search import label_keys
 
     if a["ids"] != b["ids"]:
         raise DataError("the two prediction files cover different videos (or another order)")
-    pa, pb = _top_pairs(a), _top_pairs(b)
-    n, k = pa[0].shape
-
-    def gap(p, rows):
-        idx, values, rel, positives = p
-        videos = np.repeat(np.arange(rows.size), k)
-        return metrics.gap_of_pairs(videos, idx[rows].ravel(), values[rows].ravel(), rel[rows].ravel(),
-                                    int(positives[rows].sum()))
-
-    everything = np.arange(n)
-    out = {"gap_a": gap(pa, everything), "gap_b": gap(pb, everything)}
-    rng = np.random.default_rng(seed)
-    draws = np.array([[gap(pa, rows), gap(pb, rows)] for rows in (rng.integers(0, n, n) for _ in range(resamples))])
-    out.update(diff=out["gap_b"] - out["gap_a"], se_a=float(draws[:, 0].std(ddof=1)),
-               se_b=float(draws[:, 1].std(ddof=1)), se_diff=float((draws[:, 1] - draws[:, 0]).std(ddof=1)))
-    return out
+    labels = [np.unique(np.asarray(x, np.int64)) for x in a["labels"]]
+    num_classes = a["scores"].shape[1]
+    keys = label_keys(np.concatenate([[0], np.cumsum([x.size for x in labels])]),
+                      np.concatenate(labels) if labels else np.zeros(0, np.int64), num_classes)
+    positives = bootstrap.positives_per_video(keys, len(labels), num_classes)
+    rankings = [bootstrap.Ranking.of_scores(p["scores"], keys) for p in (a, b)]
+    draws = bootstrap.resample_gaps(rankings, positives, resamples, seed)
+    gap_a, gap_b = (r.gap(positives) for r in rankings)
+    return {"gap_a": gap_a, "gap_b": gap_b, "diff": gap_b - gap_a,
+            "se_a": bootstrap.standard_error(draws[:, 0]), "se_b": bootstrap.standard_error(draws[:, 1]),
+            "se_diff": bootstrap.standard_error(draws[:, 1] - draws[:, 0])}
 
 
 @cli_main

@@ -72,3 +72,27 @@ def test_replacing_a_directory_is_one_step(tmp_path, monkeypatch):
         open(os.path.join(tmp, "new"), "w").write("new")
     assert sorted(os.listdir(target)) == ["new"]
     assert sorted(os.listdir(tmp_path)) == ["a", "b", "ckpt-averaged"]  # nothing left behind
+
+
+def test_temporaries_of_dead_writers_are_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_file = tmp_path / f".tmp-{dead.pid}-abc123-out.csv"
+    stale_file.write_text("half a CSV")
+    stale_dir = tmp_path / f".tmp-{dead.pid}-def456-submission"
+    stale_dir.mkdir()
+    (stale_dir / "ensemble.keras").write_bytes(b"x")
+    live = tmp_path / ".tmp-1-ghi789-out.csv"  # pid 1 (init) runs: its files stay
+    live.write_text("someone else's")
+    other = tmp_path / f".tmp-{dead.pid}-jkl000-other.csv"  # another output's temporary: left alone
+    other.write_text("x")
+    with atomic_open(tmp_path / "out.csv") as f:
+        f.write("id,labels\n")
+    with atomic_path(tmp_path / "submission") as d:
+        os.makedirs(d)
+    assert not stale_file.exists() and not stale_dir.exists()
+    assert live.exists() and other.exists()
+    assert (tmp_path / "out.csv").read_text() == "id,labels\n"

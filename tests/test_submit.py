@@ -76,16 +76,24 @@ def test_generous_budget_writes_everything(big):
 
 def test_fresh_process_load_reproduces_the_plan_gap(big):
     cfg, result, _, _ = big
+    """The artifact, loaded in a new process and run as inference runs it (10 repeats, seed 0), scores
+    the plan's GAP on the videos that chose it, and the held-out GAP on the others."""
     code = ("import sys; from yt8m_kit.ensemble.artifact import load_ensemble; from yt8m_kit.evaluate.predict_loop import predict_batches; "
-            "from yt8m_kit.evaluate.metrics import gap; import numpy as np\n"
-            "m = load_ensemble(sys.argv[1]); s, l = [], []\n"
-            "for ids, scores, labels in predict_batches(m, sys.argv[2]): s.append(scores); l.append(labels)\n"
-            "print(gap(np.concatenate(s), np.concatenate(l)))")
+            "from yt8m_kit.evaluate.metrics import gap; from yt8m_kit.ensemble.noise import split_videos; import numpy as np\n"
+            "m = load_ensemble(sys.argv[1]); i, s, l = [], [], []\n"
+            "for ids, scores, labels in predict_batches(m, sys.argv[2], repeats=10, seed=0):\n"
+            "    i += list(ids); s.append(scores); l.append(labels)\n"
+            "s, l = np.concatenate(s), np.concatenate(l); choose, report = split_videos(i, 0.5)\n"
+            "print(len(i), gap(s[choose], l[choose]), gap(s[report], l[report]))")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
     proc = subprocess.run([sys.executable, "-c", code, os.path.join(cfg.out, "ensemble.keras"), cfg.valid],
                           capture_output=True, text=True, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert float(proc.stdout.split()[-1]) == pytest.approx(result["validation_gap"], abs=1e-4)
+    videos, choose_gap, report_gap = map(float, proc.stdout.split()[-3:])
+    assert choose_gap == pytest.approx(result["validation_gap"], abs=1e-5)
+    assert report_gap == pytest.approx(result["heldout"]["gap"], abs=1e-5)
+    assert result["choice"]["videos"] > 0 and result["heldout"]["videos"] > 0
+    assert result["choice"]["videos"] + result["heldout"]["videos"] == videos
 
 
 def test_tight_budget_keeps_the_smallest_member_and_says_why(big, runs, frame_data, tmp_path, capsys):
@@ -159,3 +167,113 @@ def test_default_valid_comes_from_the_runs(tmp_path, monkeypatch):
     (tmp_path / "c" / "run.json").write_text(_json.dumps({"schedule": {"valid": "other*.tfrecord"}}))
     with pytest.raises(_ConfigError, match="pass --valid PATTERN.*other"):
         default_valid(str(tmp_path))
+
+
+def test_artifact_names_runs_relatively_and_counts_its_weights(big, runs):
+    cfg, result, _, _ = big
+    with open(os.path.join(cfg.out, "ensemble.json")) as f:
+        text = f.read()
+    assert str(runs) not in text and os.path.abspath(REPO) not in text  # nothing absolute
+    members = json.loads(text)["members"]
+    assert {m["run"] for m in members} <= set(MODELS)
+    assert all(m["checkpoint"].split(os.sep)[0] == m["run"] for m in members)
+    from yt8m_kit.ensemble.artifact import ensemble_members, load_ensemble
+
+    model = load_ensemble(os.path.join(cfg.out, "ensemble.keras"))
+    expected = sum(layer.member().count_params() for layer in ensemble_members(model))
+    assert expected > 0 and model.count_params() == expected
+    assert len(model.weights) == sum(len(layer.member().weights) for layer in ensemble_members(model))
+    assert [layer.run for layer in ensemble_members(model)] == [m["run"] for m in members]
+
+
+def test_submit_plans_with_inference_defaults():
+    from yt8m_kit.evaluate import predict_loop
+
+    assert (submit_cli.DEFAULT_REPEATS, submit_cli.DEFAULT_NUM_SAMPLES) == (
+        predict_loop.DEFAULT_REPEATS, predict_loop.DEFAULT_NUM_SAMPLES)
+    assert (S.SubmitConfig(1, "x").repeats, S.SubmitConfig(1, "x").num_samples) == (
+        predict_loop.DEFAULT_REPEATS, predict_loop.DEFAULT_NUM_SAMPLES)
+
+
+def test_plan_png_shows_the_plans_when_the_budget_is_far(tmp_path):
+    from yt8m_kit.ensemble.search import Plan
+    from yt8m_kit.ensemble.summary import plot_plans
+
+    plans = [Plan((0,), 2**20, 0.5), Plan((0, 1), 2 * 2**20, 0.6)]
+    left, right = plot_plans(str(tmp_path / "far.png"), plans, plans[1], budget=2**30)
+    assert right < 3  # MiB: the plans fill the axis; the 1 GiB budget is marked at the edge
+    left, right = plot_plans(str(tmp_path / "near.png"), plans, plans[1], budget=int(2.5 * 2**20))
+    assert right >= 2.5
+
+
+KILLER = """
+import os, sys, runpy
+import yt8m_kit.fileio as F
+target, count = os.environ["KILL_AT"], [0]
+real_replace, real_exchange = os.replace, F.exchange_paths
+def replace(a, b):
+    real_replace(a, b)
+    count[0] += 1
+    if target == str(count[0]):
+        os._exit(9)  # as a SIGKILL would: no cleanup, no finally
+def exchange(a, b):
+    done = real_exchange(a, b)
+    if target == "exchange":
+        os._exit(9)
+    return done
+os.replace, F.exchange_paths = replace, exchange
+sys.argv = ["submit.py"] + sys.argv[1:]
+runpy.run_path("submit.py", run_name="__main__")
+"""
+
+
+def test_killed_submit_leaves_one_consistent_set(big, runs, tmp_path):
+    """submit.py killed after its first and third file writes, and right after the directory swap:
+    the output directory always holds one complete set (old or new) that inference accepts, and the
+    leftovers of the killed run are removed by the next one."""
+    import shutil
+
+    from yt8m_kit.ensemble.artifact import check_artifact
+
+    cfg = big[0]
+    out = tmp_path / "submission"
+    shutil.copytree(cfg.out, out)
+    old = check_artifact(str(out))["sha256"]
+    argv = ["--budget", "1GB", "--runs", str(runs), "--valid", cfg.valid, "--out", str(out), "--precisions", "int8"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+    seen = []
+    for point in ("1", "3", "exchange"):
+        proc = subprocess.run([sys.executable, "-c", KILLER] + argv, capture_output=True, text=True, cwd=REPO,
+                              env=dict(env, KILL_AT=point))
+        assert proc.returncode == 9, proc.stderr[-2000:]
+        plan = check_artifact(str(out))  # raises on a mixed set
+        assert sorted(os.listdir(out)) == sorted(S.ARTIFACT_FILES)
+        seen.append(plan["sha256"])
+    assert seen[:2] == [old, old]  # killed before the swap: the old set, untouched
+    assert seen[2] != old and {m["precision"] for m in json.load(open(out / "plan.json"))["members"]} == {"int8"}
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert leftovers  # the killed run's old directory, never renamed back
+    proc = subprocess.run([sys.executable, "submit.py"] + argv, capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+
+
+def test_inference_refuses_a_mixed_set(big, runs, frame_data, tmp_path):
+    import shutil
+
+    from yt8m_kit.errors import ConfigError
+    from yt8m_kit.kaggle.inference_job import load_artifact
+
+    cfg = big[0]
+    other = tmp_path / "other"
+    S.run_submit(config(runs, frame_data, other, 10**9, precisions=("bfloat16",)), log=lambda m: None)
+    for name in ("ensemble.keras", "plan.json", "model.tgz"):
+        mixed = tmp_path / f"mixed-{name}"
+        shutil.copytree(cfg.out, mixed)
+        shutil.copy(other / name, mixed / name)
+        with pytest.raises(ConfigError, match="different submit.py runs"):
+            load_artifact(str(mixed))
+        with pytest.raises(ConfigError, match="different submit.py runs"):
+            load_artifact(str(mixed / "ensemble.keras"))
+    model, described, plan = load_artifact(cfg.out)  # the consistent set loads
+    assert plan["sha256"] == big[1]["sha256"] and "ensemble" in described

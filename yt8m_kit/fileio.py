@@ -26,16 +26,54 @@ def exchange_paths(a, b):
     raise OSError(err, os.strerror(err), b)
 
 
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or we cannot tell: keep its files
+    return True
+
+
+def remove_dead_temporaries(parent, base):
+    """Remove what killed writers of `parent/base` left behind: `.tmp-PID-*-base` (and `.old`)
+    entries whose process PID no longer runs. Returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(".tmp-") or not (name.endswith("-" + base) or name.endswith("-" + base + ".old")):
+            continue
+        pid = name.split("-", 2)[1]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_alive(int(pid)):
+            continue
+        full = os.path.join(parent, name)
+        try:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full)
+            else:
+                os.unlink(full)
+            removed.append(name)
+        except OSError:
+            pass  # another run got there first, or it is not ours to remove
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
 
-    Works for files and directories (write whatever you like at the yielded path).
+    Works for files and directories (write whatever you like at the yielded path). Temporaries that
+    killed writers of the same path left behind (their process is gone) are removed first.
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     base = os.path.basename(path)
+    remove_dead_temporaries(parent, base)
     # Keep the suffix so libraries that look at it (".weights.h5", ".keras") still work.
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{os.getpid()}-", suffix="-" + base, dir=parent)
     os.close(fd)
@@ -67,6 +105,17 @@ def atomic_open(path, mode="w", **kwargs):
             yield f
             f.flush()
             os.fsync(f.fileno())
+
+
+def sha256_file(path, chunk=1 << 22):
+    """Hex sha256 of a file's bytes, read in 4 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_json(path, what="file"):

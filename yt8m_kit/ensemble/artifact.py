@@ -13,7 +13,8 @@ the member's storage precision: float32 (4 bytes/weight), bfloat16 (the member i
 dtype "bfloat16", 2 bytes/weight) or int8 (yt8m_kit.ensemble.precision: weight-only, per output
 channel; the member runs in float32 on the dequantised weights). Keras must not also save
 the member's variables at full width, so the member model is held outside Keras' attribute
-tracking (`_Hidden`); `EnsembleMember.member()` gives it back. The member is rebuilt at load
+tracking (`_Hidden`); `EnsembleMember.member()` gives it back, and its `weights` are the member's, so
+`count_params()`, `summary()` and `weights` of the ensemble count every member. The member is rebuilt at load
 from its registered name and overrides (README "Models" contract), so the .keras file holds
 one small config per member plus its weights.
 """
@@ -89,6 +90,12 @@ class EnsembleMember(keras.layers.Layer):
 
     def build(self, input_shape):
         self.built = True
+
+    @property
+    def weights(self):
+        """The member's weights, so that Keras sees them (count_params, summary, weights): its saving
+        walk skips this property (a Layer attribute) and save_own_variables stores them instead."""
+        return self.member().weights
 
     def call(self, inputs):
         return ops.cast(self.member()(inputs, training=False), "float32")
@@ -214,3 +221,44 @@ def load_ensemble(path):
         return keras.saving.load_model(path, compile=False)
     except (ValueError, KeyError, OSError) as e:
         raise ConfigError(f"cannot load the ensemble {path}: {e}") from e
+
+
+def check_artifact(directory):
+    """Refuse (ConfigError) a submit.py output directory whose files do not belong together: the
+    sha256 of ensemble.keras must be the one ensemble.json, plan.json and model.tgz's ensemble.json
+    name. Returns the plan.json dict (or None for an artifact written before fingerprints)."""
+    import json
+    import tarfile
+
+    from yt8m_kit.fileio import read_json, sha256_file
+
+    keras_path = os.path.join(directory, "ensemble.keras")
+    config_path = os.path.join(directory, "ensemble.json")
+    if not os.path.isfile(config_path):
+        return None
+    config = read_json(config_path, "ensemble config")
+    if "sha256" not in config:
+        return None  # written before fingerprints: nothing to compare
+    digest = sha256_file(keras_path)
+    mixed = f"{directory} holds files of different submit.py runs"
+    advice = "rerun python submit.py --out DIR to write a consistent set"
+    if digest != config["sha256"]:
+        raise ConfigError(f"{mixed}: ensemble.keras (sha256 {digest[:12]}) is not the model ensemble.json "
+                          f"describes ({config['sha256'][:12]}); {advice}")
+    plan_path = os.path.join(directory, "plan.json")
+    plan = read_json(plan_path, "plan") if os.path.isfile(plan_path) else None
+    if plan is not None and plan.get("sha256") != digest:
+        raise ConfigError(f"{mixed}: plan.json was written for another ensemble.keras "
+                          f"({str(plan.get('sha256'))[:12]}, not {digest[:12]}); {advice}")
+    tgz = os.path.join(directory, "model.tgz")
+    if os.path.isfile(tgz):
+        try:
+            with tarfile.open(tgz, "r:gz") as tar:
+                member = tar.next()
+                inner = json.load(tar.extractfile(member)) if member and member.name == "ensemble.json" else {}
+        except (tarfile.TarError, OSError, ValueError) as e:
+            raise ConfigError(f"{tgz} cannot be read ({e}); {advice}") from None
+        if inner.get("sha256") != digest:
+            raise ConfigError(f"{mixed}: model.tgz (the file an upload sends) holds another ensemble "
+                              f"({str(inner.get('sha256'))[:12]}, not {digest[:12]}); {advice}")
+    return plan

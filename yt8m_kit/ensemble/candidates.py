@@ -114,7 +114,7 @@ def open_scores(path, handles, ids0):
 
 
 def build_candidates(config, log, handles):
-    """(candidates, score matrices, indptr, indices, {run: (float model, meta)}).
+    """(candidates, score matrices, indptr, indices, {run: (float model, meta)}, video ids).
 
     handles: a list that receives the open prediction files (close them when done)."""
     from yt8m_kit.ensemble import artifact as ens_lib
@@ -137,4 +137,4 @@ def build_candidates(config, log, handles):
                 ids0, labels = ids, (indptr, indices)
             scores.append(matrix)
             candidates.append(search.Candidate(run_dir, meta["model"], precision, layer.stored_bytes(), overrides))
-    return candidates, scores, labels[0], labels[1], models
+    return candidates, scores, labels[0], labels[1], models, ids0

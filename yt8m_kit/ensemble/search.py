@@ -74,13 +74,21 @@ class SubsetGap:
     recomputed from the full rows (counted in `fallback_rows`).
     """
 
-    def __init__(self, scores, indptr, indices, k=TOP_K, pool=64, block=1024):
+    def __init__(self, scores, indptr, indices, k=TOP_K, pool=64, block=1024, rows=None):
         self.full = scores
-        n, c = scores[0].shape
+        total, c = scores[0].shape
+        # rows: the videos (ascending indices into the score matrices) this scorer covers; None: all
+        self.rows = np.arange(total) if rows is None else np.asarray(rows, np.int64)
+        n = self.rows.size
         self.n, self.num_classes, self.k = n, c, min(k, c)
         pool = min(max(pool, self.k), c)
-        self.keys = label_keys(indptr, indices, c)
-        parts = [self._prepare_rows(scores, a, min(a + block, n), pool) for a in range(0, n, block)]
+        indptr = np.asarray(indptr, np.int64)
+        lengths = np.diff(indptr)[self.rows]
+        starts = np.repeat(indptr[self.rows] - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        indices = np.asarray(indices)[starts + np.arange(lengths.sum())] if lengths.sum() else np.zeros(0, np.int64)
+        self.keys = label_keys(np.concatenate([[0], np.cumsum(lengths)]), indices, c)
+        starts = sorted({int(r) // block * block for r in self.rows})  # blocks holding some of the rows
+        parts = [self._prepare_rows(scores, a, min(a + block, total), pool) for a in starts]
         width = max(p[0].shape[1] for p in parts)
         pad = [(0, 0), (0, 0), (0, 0)]
         self.classes = np.concatenate([np.pad(p[0], [(0, 0), (0, width - p[0].shape[1])]) for p in parts])
@@ -93,7 +101,8 @@ class SubsetGap:
         self._prefix = None
 
     def _prepare_rows(self, scores, a, b, pool):
-        rows = [np.array(s[a:b], dtype=np.float32) for s in scores]  # C x (B, num_classes), copies
+        take = self.rows[(self.rows >= a) & (self.rows < b)] - a
+        rows = [np.array(s[a:b], dtype=np.float32)[take] for s in scores]  # C x (B, num_classes), copies
         shapes = {r.shape[1] for r in rows} | {self.num_classes}
         if len(shapes) != 1:
             raise ValueError(f"score matrices differ in their number of classes: {sorted(shapes)}")
@@ -144,7 +153,7 @@ class SubsetGap:
         bad = np.flatnonzero(bad)
         if bad.size:
             self.fallback_rows += bad.size
-            full = sum(np.asarray(self.full[m][bad], dtype=np.float32) for m in members) / len(members)
+            full = sum(np.asarray(self.full[m][self.rows[bad]], dtype=np.float32) for m in members) / len(members)
             top, top_values = metrics.top_k(full, self.k)
             videos = np.concatenate([videos, np.repeat(bad, self.k)])
             classes = np.concatenate([classes, top.ravel()])

@@ -71,7 +71,7 @@ def top_k(scores, k=TOP_K):
     return np.take_along_axis(cols, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
-def _ap_of_ranking(rel, num_positives):
+def ap_of_ranking(rel, num_positives):
     hits = np.cumsum(rel)
     ranks = np.flatnonzero(rel) + 1
     return float(np.sum(hits[rel] / ranks) / num_positives)
@@ -85,7 +85,7 @@ def _ap_from_keys(keys, rel, num_positives):
     desc, r = ranked >> 1, (ranked & 1) == 0
     if np.any((desc[1:] == desc[:-1]) & (r[1:] != r[:-1])):  # a tie mixes true and false pairs
         r = official_ranking(keys, rel)
-    return _ap_of_ranking(r, num_positives)
+    return ap_of_ranking(r, num_positives)
 
 
 def official_ap(values, rel, num_positives):
@@ -136,7 +136,7 @@ def _class_aps(cls, keys, rel, positives):
     mixed = (desc[1:] == desc[:-1]) & (r[1:] != r[:-1])  # same class and score, true and false
     for klass in np.unique(c[1:][mixed]):  # only those classes need the official tie order
         lo, hi = np.searchsorted(cls, [klass, klass + 1])  # cls is class-major: its pairs, video order
-        aps[klass] = _ap_of_ranking(official_ranking(keys[lo:hi], rel[lo:hi]), positives[klass])
+        aps[klass] = ap_of_ranking(official_ranking(keys[lo:hi], rel[lo:hi]), positives[klass])
     return aps
 
 

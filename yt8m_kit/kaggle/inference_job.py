@@ -19,10 +19,10 @@ import sys
 import time
 
 from yt8m_kit.errors import ConfigError, DataError, cli_main
-from yt8m_kit.evaluate.predict_loop import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, parse_shard, predict_batches
+from yt8m_kit.evaluate.predict_loop import (DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS, parse_shard,
+                                            predict_batches)
 from yt8m_kit.kaggle.upload import COMPETITION
 
-PAPER_REPEATS = 10  # the paper's best: 10 sub-samples averaged (0.8847 val, 0.88763 public)
 
 
 class Progress:
@@ -82,22 +82,24 @@ def estimate_videos(files):
 
 
 def load_artifact(path):
-    """-> (keras.Model, description). ARTIFACT: ensemble .keras, submit.py --out dir, checkpoint dir
-    or RUN_DIR (its averaged checkpoint if any, else its latest)."""
+    """-> (keras.Model, description, plan.json dict or None). ARTIFACT: ensemble .keras, submit.py --out
+    dir, checkpoint dir or RUN_DIR (its averaged checkpoint if any, else its latest). The files of a
+    submit.py output directory must belong together (artifact.check_artifact) or nothing runs."""
     path = os.fspath(path)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "ensemble.keras")):
         path = os.path.join(path, "ensemble.keras")
     if os.path.isfile(path) and path.endswith(".keras"):
-        from yt8m_kit.ensemble.artifact import load_ensemble
+        from yt8m_kit.ensemble.artifact import check_artifact, load_ensemble
 
-        return load_ensemble(path), f"ensemble {path}"
+        plan = check_artifact(os.path.dirname(os.path.abspath(path)))
+        return load_ensemble(path), f"ensemble {path}", plan
     if os.path.isdir(path):
         from yt8m_kit.train.checkpoint import load_model
 
         from yt8m_kit.train.checkpoint import describe
 
         model, meta = load_model(path)
-        return model, f"checkpoint {describe(meta['path'])}"
+        return model, f"checkpoint {describe(meta['path'])}", None
     raise ConfigError(f"--model {path}: not found or not a model artifact; give an ensemble .keras file, "
                       "a submit.py --out directory, a checkpoint directory or a training RUN_DIR")
 
@@ -143,7 +145,7 @@ def build_parser():
                    help="TFRecord glob(s), comma-separated, e.g. 'data/test*.tfrecord'")
     p.add_argument("--output", default="submission.csv", help="CSV to write (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=None,
-                   help=f"random frame sub-samples per video, averaged (default {PAPER_REPEATS}, the paper's "
+                   help=f"random frame sub-samples per video, averaged (default {DEFAULT_REPEATS}, the paper's "
                         "best: 1x 0.8842, 5x 0.8846, 10x 0.8847 validation GAP); run as one batch of "
                         "batch-size x repeats rows; not with --all-frames")
     p.add_argument("--seed", type=int, default=0,
@@ -185,7 +187,7 @@ def resolve_repeats(repeats, all_frames):
         if repeats not in (None, 1):
             raise ConfigError(f"--all-frames uses every frame once; --repeats {repeats} cannot apply: drop one")
         return 1
-    return PAPER_REPEATS if repeats is None else repeats
+    return DEFAULT_REPEATS if repeats is None else repeats
 
 
 @cli_main
@@ -204,7 +206,12 @@ def main(argv=None):
 
         api = upload.authenticated_api()
 
-    model, described = load_artifact(args.model)
+    model, described, plan = load_artifact(args.model)
+    planned = (plan or {}).get("search", {})
+    if planned and not args.all_frames and (planned.get("repeats"), planned.get("num_samples")) != (
+            repeats, args.num_samples):
+        print(f"note: the plan was scored with {planned.get('repeats')} repeat(s) of {planned.get('num_samples')} "
+              f"frames; this run uses {repeats} of {args.num_samples} (frame-level members only)", file=sys.stderr)
     from yt8m_kit.data.dataset import list_files
     from yt8m_kit.evaluate.predict_loop import shard_files
 
