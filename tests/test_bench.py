@@ -169,3 +169,23 @@ def test_paired_bootstrap_gap_and_standard_errors():
     assert r["se_a"] > 0 and r["se_diff"] > 0
     same = paired_bootstrap(a, a, resamples=10)
     assert same["diff"] == 0 and same["se_diff"] == 0
+
+
+def test_paired_bootstrap_reads_a_kaggle_csv(tmp_path):
+    """B as a CSV (inference.py's output) scores as evaluate --predictions would: its top-20 pairs."""
+    import numpy as np
+
+    from paired_bootstrap import paired_bootstrap
+    from yt8m_kit.kaggle.submission_csv import CsvWriter
+
+    rng = np.random.default_rng(1)
+    labels = [rng.choice(50, 2, replace=False) for _ in range(40)]
+    a = {"ids": [f"v{i}" for i in range(40)], "scores": rng.random((40, 50)).astype(np.float32), "labels": labels}
+    with CsvWriter(str(tmp_path / "b.csv")) as w:
+        w.write(a["ids"][:30], a["scores"][:30])  # 10 videos missing: scored as empty rows
+    r = paired_bootstrap(a, str(tmp_path / "b.csv"), resamples=20)
+    from yt8m_kit.evaluate.cli import evaluate_csv
+
+    expected = evaluate_csv(str(tmp_path / "b.csv"), a["ids"], labels, num_classes=50)["gap"]
+    assert r["gap_b"] == pytest.approx(expected, abs=1e-12) and r["gap_b"] < r["gap_a"]
+    assert r["se_diff"] > 0

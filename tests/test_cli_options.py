@@ -294,3 +294,107 @@ def test_fingerprint_collisions_never_reject_distinct_ids(tmp_path, monkeypatch)
     path.write_text("VideoId,LabelConfidencePairs\na,\nb,\na,\n")
     with pytest.raises(submission.DataError, match=r"'a' appears twice \(first on line 2\)"):
         validate_csv(path)
+
+
+# ---------------------------------------------------------------- one rule for video ids
+
+def test_ids_that_cannot_be_csv_fields_are_bad_records_everywhere(tmp_path, capsys):
+    """A non-UTF-8 id (record 2) and an id with a comma (record 5): inspect, train, evaluate and inference
+    all name the file, record and reason; --skip-bad leaves exactly those two out."""
+    from yt8m_kit.data import inspect as inspect_cli
+    from yt8m_kit.models import create_model
+    from yt8m_kit.train.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(3)
+    for level, make in (("video", _video_records), ("frame", _frame_records)):
+        recs = make("ok", N, rng)
+        bad_utf8, comma = b"id\xff\xfe", "a,b"
+        if level == "video":
+            recs[2] = synth.video_example(bad_utf8, [1], rng.normal(size=1024), rng.normal(size=128))
+            recs[5] = synth.video_example(comma, [1], rng.normal(size=1024), rng.normal(size=128))
+        else:
+            recs[2] = synth.frame_example(bad_utf8, [1], rng.integers(0, 256, (4, 1024), dtype=np.uint8),
+                                          rng.integers(0, 256, (4, 128), dtype=np.uint8))
+            recs[5] = synth.frame_example(comma, [1], rng.integers(0, 256, (4, 1024), dtype=np.uint8),
+                                          rng.integers(0, 256, (4, 128), dtype=np.uint8))
+        path = str(tmp_path / f"{level}_ids.tfrecord")
+        synth.write_records(path, recs)
+        name = VIDEO_MODEL if level == "video" else FRAME_MODEL
+        ckpt = str(tmp_path / f"{level}_run")
+        save_checkpoint(ckpt, 1, create_model(name), {"model": name, "overrides": {}, "level": level})
+
+        rc, out, err = _run(inspect_cli.main, [path], capsys)
+        assert rc != 0 and "record 2" in out + err and "UTF-8" in out + err, out + err
+        assert "record 5" in out + err and "comma" in out + err
+
+        rc, _, err = _run(evaluate.main, ["--checkpoint", ckpt, "--data", path, "--num-samples", "4"], capsys)
+        assert rc == 2 and path in err and "record 2" in err and "not valid UTF-8" in err, err
+
+        csv = tmp_path / f"{level}.csv"
+        argv = ["--model", ckpt, "--input", path, "--output", str(csv), *FAST]
+        rc, _, err = _run(infer.main, argv, capsys)
+        assert rc == 2 and path in err and "record 2" in err and "Traceback" not in err, err
+        rc, _, err = _run(infer.main, argv + ["--skip-bad"], capsys)
+        assert rc == 0, err
+        assert sorted(_csv_ids(csv)) == sorted(f"ok{i}" for i in range(N) if i not in (2, 5))
+        assert f"{path} record 5: video id is empty or holds a comma" in err
+
+        if level == "video":
+            rc, _, err = _run(train.main, ["--model", VIDEO_MODEL, "--train", path, "--out", str(tmp_path / "t"),
+                                           "--steps", "2", "--batch-size", "4", "--no-progress"], capsys)
+            # training shuffles: whichever bad record comes first is named
+            assert rc == 2 and path in err and ("record 2: video id is not valid UTF-8" in err
+                                                or "record 5: video id is empty or holds a comma" in err), err
+
+
+def test_a_video_twice_across_shards_is_refused_naming_both_records(tmp_path, capsys):
+    from yt8m_kit.models import create_model
+    from yt8m_kit.train.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(4)
+    a = _video_records("v", 6, rng)
+    b = _video_records("w", 6, rng)
+    b[1] = synth.video_example("v3", [2], rng.normal(size=1024), rng.normal(size=128))  # v3 is also a's record 3
+    synth.write_records(tmp_path / "part-a.tfrecord", a)
+    synth.write_records(tmp_path / "part-b.tfrecord", b)
+    pattern = str(tmp_path / "part-*.tfrecord")
+    ckpt = str(tmp_path / "run")
+    save_checkpoint(ckpt, 1, create_model(VIDEO_MODEL), {"model": VIDEO_MODEL, "overrides": {}, "level": "video"})
+    named = f"{tmp_path / 'part-b.tfrecord'}, record 1"
+
+    rc, _, err = _run(evaluate.main, ["--checkpoint", ckpt, "--data", pattern], capsys)
+    assert rc == 2 and "duplicate video id" in err and named in err and "part-a.tfrecord record 3" in err, err
+    csv = tmp_path / "out.csv"
+    rc, _, err = _run(infer.main, ["--model", ckpt, "--input", pattern, "--output", str(csv), *FAST], capsys)
+    assert rc == 2 and named in err and "part-a.tfrecord record 3" in err and not csv.exists(), err
+    assert f"file {csv}" not in err  # the input is at fault, not the CSV never written
+    rc, _, err = _run(train.main, ["--model", VIDEO_MODEL, "--train", pattern, "--out", str(tmp_path / "t"),
+                                   "--steps", "2", "--batch-size", "4", "--no-progress"], capsys)
+    assert rc == 2 and named in err, err
+    rc, _, err = _run(train.main, ["--model", VIDEO_MODEL, "--train", str(tmp_path / "part-a.tfrecord"),
+                                   "--valid", pattern, "--out", str(tmp_path / "t2"), "--steps", "2",
+                                   "--batch-size", "4", "--no-progress"], capsys)
+    assert rc == 2 and named in err, err
+
+
+def test_skip_bad_counts_every_record_a_crc_error_loses(tmp_path, capsys):
+    """A CRC error in record 4 of 10 ends the file for the reader: 6 records are lost, not 1."""
+    from yt8m_kit.models import create_model
+    from yt8m_kit.train.checkpoint import save_checkpoint
+
+    rng = np.random.default_rng(5)
+    path = tmp_path / "crc.tfrecord"
+    synth.write_records(path, _video_records("c", 10, rng))
+    blob, pos = bytearray(path.read_bytes()), 0
+    for _ in range(4):  # to record 4's header
+        pos += 16 + struct.unpack("<Q", blob[pos:pos + 8])[0]
+    blob[pos + 12 + 40] ^= 0xFF  # one payload byte of record 4: its CRC no longer matches
+    path.write_bytes(bytes(blob))
+    ckpt = str(tmp_path / "run")
+    save_checkpoint(ckpt, 1, create_model(VIDEO_MODEL), {"model": VIDEO_MODEL, "overrides": {}, "level": "video"})
+    csv = tmp_path / "out.csv"
+    rc, _, err = _run(infer.main, ["--model", ckpt, "--input", str(path), "--output", str(csv), "--skip-bad",
+                                   *FAST], capsys)
+    assert rc == 0, err
+    assert sorted(_csv_ids(csv)) == [f"c{i}" for i in range(4)]
+    assert "skipped 6 bad records" in err and "6 record(s) lost" in err, err

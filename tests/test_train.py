@@ -227,3 +227,34 @@ def test_multi_worker_two_local_workers(frame_data, tmp_path):
     assert [s for s, _ in ck.list_checkpoints(out)] == [2, 4]  # written by the chief only
     model, _ = ck.load_model(out)
     assert model.name == "soft_bof_4k_tiny"
+
+
+def test_start_prints_every_setting_and_its_source(tmp_path, monkeypatch, capsys):
+    """`--model video` trains with its registered batch 256, lr 1e-3 ...: the run says so at start, with
+    the source of each setting, and --help says registered models carry their own."""
+    from yt8m_kit.train import trainer
+    from yt8m_kit.train.config import TrainResult
+
+    seen = {}
+
+    def fake_train(config):
+        seen["config"] = config
+        return TrainResult(run_dir=config.out, step=0, checkpoint="", resumed_from=0, loss=None,
+                                   valid=None, steps_per_sec=0.0, examples_per_sec=0.0)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    assert train_cli.main(["--model", "video", "--train", "x.tfrecord", "--out", str(tmp_path / "r"),
+                           "--lr", "0.002"]) == 0
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if x.startswith("settings: "))
+    assert "batch_size 256 (registered for video)" in line and "epochs 12 (registered for video)" in line
+    assert "lr 0.002 (command line)" in line and "xla off (default)" in line
+    assert seen["config"].batch_size == 256 and seen["config"].lr == 0.002
+    assert train_cli.main(["--model", "lfnl_netvlad_tiny", "--train", "x",
+                           "--out", str(tmp_path / "s"), "--steps", "5"]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("settings: "))
+    assert "steps 5 (command line)" in line and "clip_norm 1.0 (" in line
+    with pytest.raises(SystemExit):
+        train_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a registered model may carry its own" in text and "--configs" in text

@@ -102,8 +102,17 @@ def _context(c, info, B, *, require_labels):
     # A flag apart from the value (-1 is a bad label too); the value reported is the record's largest bad one.
     bad_label = tf.reduce_max(tf.ragged.map_flat_values(
         lambda v: tf.where((v < 0) | (v >= info.num_classes), v, tf.int64.min), labels), axis=1)
+    # One rule for every command: an id must be valid UTF-8 and usable as a Kaggle CSV field (not empty,
+    # no comma, quote or line break); otherwise the record is bad (refused, or left out by --skip-bad).
+    id_bytes = tf.strings.length(vid)
+    utf8 = tf.equal(tf.strings.unicode_transcode(vid, "UTF-8", "UTF-8", errors="replace",
+                                                 replacement_char=0xFFFD), vid)
+    csv_safe = tf.strings.regex_full_match(vid, '[^,"\r\n]+')
     head = [(n_ids != 1, f"has this many values under key '{info.id_key}' (expected 1; a 2017 file? "
-             "see allow_2017)", n_ids)]
+             "see allow_2017)", n_ids),
+            (~utf8, "video id is not valid UTF-8; its length in bytes", id_bytes),
+            (~csv_safe, "video id is empty or holds a comma, quote or line break, so it cannot be a Kaggle CSV "
+             "field; its length in bytes", id_bytes)]
     tail = [(tf.reduce_any(out_of_range, axis=1), f"label out of range 0..{info.num_classes - 1}", bad_label)]
     if require_labels:
         tail.append((labels.row_lengths() == 0, "has no labels in a labelled set (require_labels=False "

@@ -39,18 +39,36 @@ class SkipReport:
     def __init__(self):
         self.count, self.records, self._seen, self._lock = 0, [], set(), threading.Lock()
 
-    def add(self, file, record, reason):
+    def add(self, file, record, reason, lost=1):
+        """lost: records the reader loses there (a corrupt record can end its file: all that follow)."""
         with self._lock:
             if (file, record) in self._seen:
                 return
             self._seen.add((file, record))
-            self.count += 1
+            self.count += lost
             if len(self.records) < 100:
                 self.records.append((file, record, reason))
 
     def __str__(self):
         head = "; ".join(f"{f} record {r}: {why}" for f, r, why in self.records[:3])
         return f"skipped {self.count} bad records" + (f" (e.g. {head})" if head else "")
+
+
+def records_after(path, offset):
+    """(records, exact): how many records the file holds from byte `offset` on, walking their length
+    headers (payload CRCs are not needed for that). exact is False when a header is damaged or the
+    file ends inside a record: then the count is a lower bound (the broken record counts as one)."""
+    size, count, pos = os.path.getsize(path), 0, int(offset)
+    with open(path, "rb") as f:
+        while pos < size:
+            f.seek(pos)
+            head = f.read(8)
+            length = int.from_bytes(head, "little") if len(head) == 8 else None
+            count += 1
+            if length is None or pos + _FRAMING + length > size:
+                return count, False
+            pos += _FRAMING + length
+    return count, True
 
 
 def list_files(pattern):
@@ -177,7 +195,9 @@ def record_stream(files, *, shuffle, seed, epochs, shuffle_buffer, num_parallel_
         f = files[int(i)]
         if int(nbytes) != os.path.getsize(f):
             _, err = scan_file(f)
-            report.add(f, int(records), f"unreadable from here on, rest of file skipped ({err or 'size changed'})")
+            lost, exact = records_after(f, int(nbytes))
+            report.add(f, int(records), f"unreadable from here on, rest of file skipped: {lost}"
+                       f"{'' if exact else ' or more'} record(s) lost ({err or 'size changed'})", lost=lost)
         return np.int64(0)
 
     def one_file(i, epoch):

@@ -28,6 +28,7 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from yt8m_kit.data.ids import IdSet, id_fingerprints
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.layers.numerics import masked_mean
 
@@ -149,6 +150,20 @@ def _build_step(model, *, model_level_, data_level, repeats, seed, num_samples, 
     return lambda batch: repeats_step(batch["frames"], batch["num_frames"], batch["id"])
 
 
+def raise_duplicate(pattern, ids, allow_2017=False):
+    """A video id came twice from `pattern`: raise the DataError naming both records (found by one pass
+    over the ids); a fingerprint collision, where no id repeats, returns."""
+    from yt8m_kit.data import dataset as data_lib
+
+    try:
+        data_lib.read_ids_and_labels(pattern, allow_2017=allow_2017)
+    except DataError as e:
+        if "duplicate video id" in str(e):
+            raise
+        raise DataError(f"a video id occurs twice in {pattern} (one of {list(ids)[:3]}...): each video must be "
+                        "scored once; python -m yt8m_kit.inspect PATTERN names the records") from None
+
+
 def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BATCH_SIZE,
                     all_frames=False, num_samples=DEFAULT_NUM_SAMPLES, shard=None, allow_2017=False,
                     skip_bad=False, skip_reports=None, xla=False):
@@ -190,9 +205,14 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
         skip_reports.append(ds.skip_report)
     options = tf.data.Options()
     options.autotune.ram_budget = AUTOTUNE_RAM_BUDGET
+    seen = IdSet()
     for batch in data_lib.iterate(ds.with_options(options), files=ds.yt8m_files):
         scores = step(batch).numpy()
-        ids = np.array([x.decode("utf-8") for x in batch["id"].numpy()], dtype=str)
+        ids = np.array([x.decode("utf-8") for x in batch["id"].numpy()], dtype=str)  # the reader checked UTF-8
+        fps = id_fingerprints(ids)
+        if len(np.unique(fps)) != fps.size or seen.contains(fps).any():
+            raise_duplicate(",".join(files), ids, allow_2017)
+        seen.add_fingerprints(fps)
         if scores.shape[0] != ids.shape[0]:
             raise DataError(f"model {model.name!r} returned {scores.shape[0]} rows for {ids.shape[0]} videos",
                             file=pattern)

@@ -3,8 +3,10 @@
     python -m yt8m_kit.train --model lfnl_netvlad_tiny --train 'data/train*.tfrecord' \\
         --out runs/lfnl --steps 3000 --checkpoint-every 500
 
-Adam (lr 2e-4, staircase decay x0.8 every 4M examples, global gradient-norm clipping at
-1.0), binary cross-entropy summed over the 3862 classes and averaged over the batch (as the
+Adam (by default lr 2e-4, staircase decay x0.8 every 4M examples, global gradient-norm clipping
+at 1.0; registered models may carry their own settings, e.g. `video` trains 12 epochs at batch 256,
+lr 1e-3, decay x0.85 every 25,000 examples: the run prints every setting it uses and where it came
+from), binary cross-entropy summed over the 3862 classes and averaged over the batch (as the
 YouTube-8M starter code), random frame sub-sampling from the reader for frame-level models.
 Each checkpoint holds weights, config, optimizer state and step; the data position is
 step * batch_size in a seeded shuffled stream, so a resumed run sees exactly the batches
@@ -20,7 +22,9 @@ import os
 import sys
 
 from yt8m_kit.errors import cli_main
-from yt8m_kit.train.config import TUNABLE, TrainConfig, parse_set, resolve_tunables, resolve_xla
+from yt8m_kit.train.config import TUNABLE, TrainConfig, describe_settings, parse_set, resolve_tunables, resolve_xla
+
+REGISTERED = "; a registered model may carry its own, used unless given here: python -m yt8m_kit.models --configs"
 
 
 def build_parser():
@@ -32,12 +36,13 @@ def build_parser():
     p.add_argument("--out", required=True, help="run directory (created; an existing one is resumed)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="train until this global step")
-    g.add_argument("--epochs", type=float, help="train this many passes over --train (converted to steps)")
-    p.add_argument("--batch-size", type=int, help="global batch size (default 64)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4)")
-    p.add_argument("--lr-decay", type=float, help="staircase decay factor (default 0.8)")
-    p.add_argument("--lr-decay-examples", type=int, help="examples per decay (default 4M)")
-    p.add_argument("--clip-norm", type=float, help="global gradient-norm clip (default 1.0)")
+    g.add_argument("--epochs", type=float, help="train this many passes over --train (converted to steps; `video` and the other "
+                                                               "video-level models carry a registered number of epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch size (default 64" + REGISTERED + ")")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4" + REGISTERED + ")")
+    p.add_argument("--lr-decay", type=float, help="staircase decay factor (default 0.8" + REGISTERED + ")")
+    p.add_argument("--lr-decay-examples", type=int, help="examples per decay (default 4M" + REGISTERED + ")")
+    p.add_argument("--clip-norm", type=float, help="global gradient-norm clip (default 1.0" + REGISTERED + ")")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     p.add_argument("--keep", type=int, default=5, help="checkpoints kept (default 5)")
@@ -76,6 +81,7 @@ def main(argv=None):
         allow_2017=a.allow_2017, skip_bad=a.skip_bad)
     from yt8m_kit.train.trainer import train
 
+    print(describe_settings(a.model, {k: getattr(a, k) for k in TUNABLE}, a.xla, a.strategy), file=sys.stderr)
     result = train(config)
     print(json.dumps(dataclasses.asdict(result)))
     return 0

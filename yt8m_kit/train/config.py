@@ -147,6 +147,35 @@ def resolve_tunables(model, given):
     return {k: v for k, v in chosen.items() if v is not None}
 
 
+def describe_settings(model, given, xla_given=None, strategy="default"):
+    """One line: every tunable trainer setting the run uses, and where it came from (command line, the
+    model's registered settings, or the trainer's default). Printed when training starts."""
+    from yt8m_kit.models import model_info
+
+    registered = model_info(model)["train"]
+    chosen = resolve_tunables(model, given)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    parts = []
+    for key in TUNABLE:
+        if key not in chosen:
+            continue
+        if given.get(key) is not None:
+            source = "command line"
+        elif registered.get(key) is not None:
+            source = f"registered for {model}"
+        else:
+            source = "default"
+        parts.append(f"{key} {chosen.get(key, defaults[key])} ({source})")
+    for key in TUNABLE:
+        if key not in chosen and key not in ("steps", "epochs"):
+            parts.append(f"{key} {defaults[key]} (default)")
+    xla = resolve_xla(model, xla_given, strategy)
+    xla_source = "command line" if xla_given is not None else (
+        f"registered for {model}" if "xla" in registered else "default")
+    parts.append(f"xla {'on' if xla else 'off'} ({xla_source})")
+    return "settings: " + ", ".join(parts)
+
+
 def resolve_xla(model, given, strategy):
     """--xla / --no-xla where given; else the model's registered setting, which only applies
     with the default strategy (XLA compiles the whole step, all-reduce included)."""

@@ -136,6 +136,8 @@ def make_validator(model, config, level):
     if valid_level != level:
         raise ConfigError(f"--valid {config.valid} holds {valid_level}-level records but model "
                           f"{config.model!r} is {level} level")
+    if not config.skip_bad:  # a video twice in --valid would be scored twice: refused, naming both records
+        data_lib.read_ids_and_labels(config.valid, allow_2017=config.allow_2017)
     keys = ("frames", "num_frames") if level == "frame" else ("features",)
     predict = tf.function(lambda inputs: tf.cast(model(inputs, training=False), tf.float32), reduce_retracing=True)
     kwargs = dict(frames="sample", num_samples=config.frames) if level == "frame" else {}

@@ -64,11 +64,25 @@ def prepare_run(config, is_chief):
         if diffs:
             raise ConfigError(f"{run_path} was written by a different run; it differs in: " + ", ".join(diffs)
                               + ". Rerun with the original settings to resume, or use a new --out.")
+    examples = None
+    if level == "video" or config.epochs is not None:
+        examples = checked_count(config.train, files, config)
     if config.steps is not None:
         total = config.steps
     else:
-        total = max(1, math.ceil(config.epochs * count_examples(files) / config.batch_size))
+        total = max(1, math.ceil(config.epochs * examples / config.batch_size))
     return level, record, total
+
+
+def checked_count(pattern, files, config):
+    """Records in `files`, from one pass that also refuses a video id seen twice (naming both records)
+    and bad labels; with --skip-bad only a count (bad records are dropped later, not refused)."""
+    from yt8m_kit.data import dataset as data_lib
+
+    if config.skip_bad:
+        return count_examples(files)
+    ids, _ = data_lib.read_ids_and_labels(pattern, allow_2017=config.allow_2017)
+    return len(ids)
 
 
 def build(config, strategy):
