@@ -1,5 +1,6 @@
 """Errors that every command line turns into one clear message and a non-zero exit."""
 
+import errno
 import functools
 import sys
 
@@ -27,9 +28,20 @@ class ConfigError(Yt8mError, ValueError):
     """A configuration, checkpoint or command-line value that does not fit."""
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(error, path=None):
+    """The message for a write that ran out of space (ENOSPC, or a quota)."""
+    where = path or getattr(error, "filename", None)
+    return (f"no space left on the device{f' writing {where}' if where else ''} ({error.strerror or error}): "
+            "free some space and rerun; outputs are written atomically, so the previous ones were kept and "
+            "no partial file was left behind")
+
+
 def cli_main(fn):
     """Decorate a CLI main(argv): the process settings of yt8m_kit.runtime are applied first, and a
-    Yt8mError exits 2 with its message and no traceback."""
+    Yt8mError, or a full disk (OSError ENOSPC/EDQUOT), exits 2 with its message and no traceback."""
 
     @functools.wraps(fn)
     def wrapper(argv=None):
@@ -44,5 +56,10 @@ def cli_main(fn):
         except KeyboardInterrupt:
             print("interrupted: no partial output was written", file=sys.stderr)
             return 130
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            print(f"error: {disk_full_message(e)}", file=sys.stderr)
+            return 2
 
     return wrapper

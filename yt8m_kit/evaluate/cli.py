@@ -215,10 +215,13 @@ def main(argv=None):
         print(message, file=sys.stderr)
 
     result = run(args, warn)
+    save_error = result.pop("save_error", None)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
         print(format_report(result, args.predictions or args.checkpoint))
+    if save_error is not None:  # the score above stands; the prediction file could not be written
+        raise ConfigError(save_error)
     return 0
 
 

@@ -22,14 +22,13 @@ Used by evaluation (`python -m yt8m_kit.evaluate --checkpoint`), the planner and
   Kaggle test set has thousands of shards; n may not exceed the number of files.
 """
 
-import contextlib
 import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from yt8m_kit.data.ids import IdSet, id_fingerprints
-from yt8m_kit.errors import ConfigError, DataError
+from yt8m_kit.errors import DISK_FULL, ConfigError, DataError, disk_full_message
 from yt8m_kit.layers.numerics import masked_mean
 
 DEFAULT_BATCH_SIZE = 32  # videos per batch; the model sees batch_size * repeats rows
@@ -228,7 +227,8 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
 
     log: optional callable(str), told which checkpoint a RUN_DIR resolved to.
     save_predictions: optional .h5 path for yt8m_kit.evaluate.prediction_files (ids, scores, labels and the
-    attrs the planner's cache is keyed by). allow_2017, skip_bad, skip_reports: as predict_batches;
+    attrs the planner's cache is keyed by). When the disk fills up while writing it, no file is left and
+    the result carries "save_error" (the message) beside the score, which is still computed. allow_2017, skip_bad, skip_reports: as predict_batches;
     a model whose class count differs from the data's vocabulary (a 2018 model, 3862 classes, on
     2017 data, 4716) is a ConfigError: the label indices would not mean the same classes.
     """
@@ -248,18 +248,27 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
             "two vocabularies differ, so a GAP would be meaningless. Evaluate it on data of its own "
             "vocabulary (for this toolkit's models: 2018 files, key 'id', 3862 classes)")
     evaluator = Evaluator(num_classes=info.num_classes)
-    with contextlib.ExitStack() as stack:
-        writer = None
-        if save_predictions:
-            from yt8m_kit.evaluate.prediction_files import PredictionWriter
+    writer, save_error = None, None
+    if save_predictions:
+        from yt8m_kit.evaluate.prediction_files import PredictionWriter
 
-            attrs = {
-                "checkpoint": str(meta.get("path", checkpoint)),
-                "checkpoint_fingerprint": ckpt_lib.fingerprint(checkpoint),
-                "data": str(data), "repeats": int(repeats), "seed": int(seed), "num_samples": int(num_samples),
-                "precision": str((meta.get("overrides") or {}).get("dtype", "float32")),
-            }
-            writer = stack.enter_context(PredictionWriter(save_predictions, attrs))
+        attrs = {
+            "checkpoint": str(meta.get("path", checkpoint)),
+            "checkpoint_fingerprint": ckpt_lib.fingerprint(checkpoint),
+            "data": str(data), "repeats": int(repeats), "seed": int(seed), "num_samples": int(num_samples),
+            "precision": str((meta.get("overrides") or {}).get("dtype", "float32")),
+        }
+        writer = PredictionWriter(save_predictions, attrs).__enter__()
+
+    def give_up_saving(error):  # a full disk: no prediction file, but the score is still computed
+        nonlocal writer, save_error
+        cause = writer.write_failure() or error  # h5py reports the failed write in its own words
+        if getattr(cause, "errno", None) not in DISK_FULL:
+            raise error
+        writer.abort()
+        writer, save_error = None, disk_full_message(cause, save_predictions)
+
+    try:
         for ids, scores, labels in predict_batches(model, data, repeats=repeats, seed=seed,
                                                    batch_size=batch_size, all_frames=all_frames,
                                                    num_samples=num_samples, allow_2017=allow_2017,
@@ -269,5 +278,19 @@ def evaluate_checkpoint(checkpoint, data, *, repeats=1, seed=0, batch_size=DEFAU
                                 "(train/validate)", file=data)
             evaluator.add(scores, labels)
             if writer is not None:
-                writer.add(ids, scores, labels)
+                try:
+                    writer.add(ids, scores, labels)
+                except (OSError, RuntimeError) as e:
+                    give_up_saving(e)
+        if writer is not None:
+            try:
+                writer.__exit__(None, None, None)
+            except (OSError, RuntimeError) as e:
+                give_up_saving(e)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if save_error is not None:
+        return dict(evaluator.result(), save_error=save_error)
     return dict(evaluator.result())

@@ -56,6 +56,43 @@ def _label_rows(labels, n):
     return rows
 
 
+_ABANDONED = []  # (h5py file, raw file) of writes given up after a failure: never closed, see _abort
+
+
+class _StopsAtFirstFailure:
+    """The file object h5py writes through. After a write fails (a full disk), later writes and flushes
+    pretend to succeed, writing nothing: HDF5 crashes the process (SIGSEGV) when it closes a file whose
+    flush fails again, and the file is deleted anyway."""
+
+    def __init__(self, raw):
+        self.raw, self.failed = raw, None
+
+    def write(self, data):
+        if self.failed is None:
+            try:
+                return self.raw.write(data)
+            except OSError as e:
+                self.failed = e
+                raise
+        size = memoryview(data).nbytes
+        self.raw.seek(size, 1)
+        return size
+
+    def flush(self):
+        if self.failed is None:
+            try:
+                self.raw.flush()
+            except OSError as e:
+                self.failed = e
+                raise
+
+    def truncate(self, size=None):
+        return self.raw.truncate(size) if self.failed is None else size
+
+    def __getattr__(self, name):  # read, readinto, seek, tell, close, ...
+        return getattr(self.raw, name)
+
+
 class PredictionWriter:
     """Streaming, atomic writer: `with PredictionWriter(path, attrs) as w: w.add(ids, scores, labels)`.
 
@@ -65,7 +102,7 @@ class PredictionWriter:
 
     def __init__(self, path, attrs=None, num_classes=NUM_CLASSES):
         self.path, self.attrs, self.num_classes = os.fspath(path), dict(attrs or {}), num_classes
-        self._ctx = self._file = None
+        self._ctx = self._file = self._raw = self._ds = None
         self._rows = 0
         self._nnz = 0
         self._labelled = None
@@ -74,12 +111,15 @@ class PredictionWriter:
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
         try:
-            f = self._file = h5py.File(tmp, "w")
+            # h5py over a Python file object: a failed write (a full disk) raises OSError here, where
+            # HDF5's own file driver crashed the process (SIGSEGV) on ENOSPC.
+            self._raw = _StopsAtFirstFailure(open(tmp, "w+b"))
+            f = self._file = h5py.File(self._raw, "w")
             c = self.num_classes
-            f.create_dataset("ids", (0,), maxshape=(None,), dtype=_STR, chunks=(4096,))
-            f.create_dataset("scores", (0, c), maxshape=(None, c), dtype="float32",
-                             chunks=(_ROWS_PER_CHUNK, c), compression="gzip", compression_opts=4,
-                             shuffle=True)
+            self._ds = {"ids": f.create_dataset("ids", (0,), maxshape=(None,), dtype=_STR, chunks=(4096,)),
+                        "scores": f.create_dataset("scores", (0, c), maxshape=(None, c), dtype="float32",
+                                                   chunks=(_ROWS_PER_CHUNK, c), compression="gzip",
+                                                   compression_opts=4, shuffle=True)}
             for key, value in self.attrs.items():
                 f.attrs[key] = _attr_value(key, value)
         except BaseException:
@@ -97,13 +137,15 @@ class PredictionWriter:
         if self._labelled is None:
             self._labelled = labels is not None
             if self._labelled:
-                self._file.create_dataset("label_indptr", data=np.zeros(1, np.int64), maxshape=(None,),
-                                          chunks=(4096,))
-                self._file.create_dataset("label_indices", (0,), maxshape=(None,), dtype="int32",
-                                          chunks=(4096,))
+                self._ds["label_indptr"] = self._file.create_dataset(
+                    "label_indptr", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(4096,))
+                self._ds["label_indices"] = self._file.create_dataset(
+                    "label_indices", (0,), maxshape=(None,), dtype="int32", chunks=(4096,))
         elif self._labelled != (labels is not None):
             raise ValueError("pass labels to every add() call or to none of them")
-        f, n = self._file, self._rows
+        # Dataset handles are kept (self._ds), not made per call: a handle freed while a failed write
+        # unwinds makes HDF5 flush again and print an error from h5py's deallocator.
+        f, n = self._ds, self._rows
         f["ids"].resize((n + b,))
         f["ids"][n:] = ids
         f["scores"].resize((n + b, self.num_classes))
@@ -120,19 +162,51 @@ class PredictionWriter:
             self._nnz += len(flat)
         self._rows += b
 
+    def _close(self):
+        try:
+            if self._file is not None:
+                self._file.close()
+        finally:
+            self._file = self._ds = None
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+
     def _abort(self):
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._raw is not None and self._raw.failed is not None:
+            # A write failed: HDF5 may crash the process if asked to close this file. Leave it open (its
+            # later writes go nowhere) and only delete it; the handles live until the process ends.
+            _ABANDONED.append((self._file, self._raw, self._ds))
+            self._file = self._raw = self._ds = None
+        else:
+            try:
+                self._close()
+            except (OSError, RuntimeError):
+                pass  # the file is removed anyway
         self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
+    def write_failure(self):
+        """The OSError of the first write that failed (e.g. ENOSPC), whatever h5py raised instead."""
+        return None if self._raw is None else self._raw.failed
+
+    def abort(self):
+        """Give up (e.g. the disk is full): close and remove the temporary file; nothing appears."""
+        if self._ctx is not None:
+            self._abort()
+            self._ctx = None
+
     def __exit__(self, exc_type, exc, tb):
+        if self._ctx is None:  # aborted
+            return False
         if exc_type is not None:
             self._abort()
             return False
-        self._file.attrs["num_videos"] = self._rows
-        self._file.close()
-        self._file = None
+        try:
+            self._file.attrs["num_videos"] = self._rows
+            self._close()
+        except BaseException:
+            self._abort()
+            raise
         self._ctx.__exit__(None, None, None)
         return False
 
