@@ -9,9 +9,8 @@ import argparse
 import os
 import sys
 
+from yt8m_kit import DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS
 from yt8m_kit.errors import ConfigError, cli_main
-
-DEFAULT_REPEATS, DEFAULT_NUM_SAMPLES = 10, 300  # yt8m_kit.evaluate.predict_loop's (--help imports no TensorFlow)
 
 BUDGET_HELP = (
     "size limit for the ensemble: '1GB', '995MB', '500M', '1.5GiB' or a number of bytes. Units are "
@@ -96,7 +95,6 @@ def parse_config(argv):
 
 @cli_main
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     config = parse_config(argv)
     from yt8m_kit.ensemble.submit_job import run_submit
 

@@ -11,6 +11,8 @@ from yt8m_kit.kaggle import inference_job as infer
 from yt8m_kit.kaggle import merge
 from yt8m_kit.errors import ConfigError
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 MODEL = "soft_bof_4k_tiny"
 FAST = ["--num-samples", "8", "--batch-size", "32", "--quiet"]
 
@@ -105,7 +107,9 @@ def test_shards_merge_exactly_once(run_dir, test_glob, tmp_path, capsys):
 
 
 def test_interrupted_run_leaves_no_csv(run_dir, test_glob, tmp_path, capsys, monkeypatch):
-    real = infer.predict_batches
+    from yt8m_kit.evaluate import predict_loop
+
+    real = predict_loop.predict_batches
 
     def interrupted(*args, **kwargs):
         for i, batch in enumerate(real(*args, **kwargs)):
@@ -113,7 +117,7 @@ def test_interrupted_run_leaves_no_csv(run_dir, test_glob, tmp_path, capsys, mon
                 raise KeyboardInterrupt
             yield batch
 
-    monkeypatch.setattr(infer, "predict_batches", interrupted)
+    monkeypatch.setattr(predict_loop, "predict_batches", interrupted)
     out = tmp_path / "sub" / "submission.csv"
     rc, _, err = run(["--model", run_dir, "--input", test_glob, "--repeats", "1", "--output", str(out),
                       "--batch-size", "16", "--num-samples", "4", "--quiet"], capsys)
@@ -201,3 +205,22 @@ def test_ensemble_artifact_gives_the_members_scores(run_dir, test_glob, tmp_path
     for vid in want:
         np.testing.assert_allclose(np.float64(got[vid].split()[1::2]), np.float64(want[vid].split()[1::2]),
                                    atol=2e-6)
+
+
+def test_help_answers_without_tensorflow_and_commands_are_quiet(run_dir, test_glob, tmp_path):
+    """`inference.py --help` imports no TensorFlow; a run prints none of TensorFlow's INFO/WARNING lines."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = REPO
+    code = "import sys, runpy; sys.argv = ['inference.py', '--help']\ntry:\n    runpy.run_path('inference.py', run_name='__main__')\nexcept SystemExit:\n    pass\nprint('tensorflow' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.stdout.strip().endswith("False") and "--repeats" in proc.stdout, proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "inference.py", "--model", run_dir, "--input", test_glob, "--output",
+                           str(tmp_path / "q.csv"), "--repeats", "1", "--num-samples", "4", "--quiet"],
+                          capture_output=True, text=True, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr
+    noise = [line for line in proc.stderr.splitlines() if line.startswith(("I0000", "W0000", "WARNING: All log"))
+             or "oneDNN" in line or "cpu_feature_guard" in line]
+    assert not noise, proc.stderr

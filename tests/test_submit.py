@@ -187,12 +187,13 @@ def test_artifact_names_runs_relatively_and_counts_its_weights(big, runs):
 
 
 def test_submit_plans_with_inference_defaults():
-    from yt8m_kit.evaluate import predict_loop
+    from yt8m_kit.kaggle import inference_job
 
-    assert (submit_cli.DEFAULT_REPEATS, submit_cli.DEFAULT_NUM_SAMPLES) == (
-        predict_loop.DEFAULT_REPEATS, predict_loop.DEFAULT_NUM_SAMPLES)
-    assert (S.SubmitConfig(1, "x").repeats, S.SubmitConfig(1, "x").num_samples) == (
-        predict_loop.DEFAULT_REPEATS, predict_loop.DEFAULT_NUM_SAMPLES)
+    planned = submit_cli.build_parser().parse_args(["--budget", "1GB"])
+    inferred = inference_job.build_parser().parse_args(["--model", "m", "--input", "x"])
+    assert planned.repeats == inference_job.resolve_repeats(inferred.repeats, inferred.all_frames) == 10
+    assert planned.num_samples == inferred.num_samples == 300
+    assert (S.SubmitConfig(1, "x").repeats, S.SubmitConfig(1, "x").num_samples) == (10, 300)
 
 
 def test_plan_png_shows_the_plans_when_the_budget_is_far(tmp_path):

@@ -28,7 +28,7 @@ from yt8m_kit.ensemble import search as plan_lib
 from yt8m_kit.ensemble.candidates import build_candidates
 from yt8m_kit.ensemble.summary import format_tables, plot_plans
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.evaluate.predict_loop import DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS
+from yt8m_kit import DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS
 from yt8m_kit.fileio import atomic_open, atomic_path, sha256_file, write_json
 
 MIB = 2**20  # reports in MiB: the unit --budget reads (fileio.parse_size)

@@ -27,15 +27,11 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from yt8m_kit import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS  # noqa: F401  (re-exported)
 from yt8m_kit.data.ids import IdSet, id_fingerprints
 from yt8m_kit.errors import DISK_FULL, ConfigError, DataError, disk_full_message
 from yt8m_kit.layers.numerics import masked_mean
 
-DEFAULT_BATCH_SIZE = 32  # videos per batch; the model sees batch_size * repeats rows
-DEFAULT_NUM_SAMPLES = 300  # frames per random sub-sample (the readers' MAX_FRAMES)
-# Sub-samples averaged per video by inference.py and, so that it plans with what inference runs, by
-# submit.py: the paper's best (1x 0.8842, 5x 0.8846, 10x 0.8847 validation GAP; 0.88763 public).
-DEFAULT_REPEATS = 10
 
 
 PARALLEL_READS = 4  # shards read at once by predict_batches

@@ -18,10 +18,11 @@ import os
 import sys
 import time
 
+from yt8m_kit import DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS
 from yt8m_kit.errors import ConfigError, DataError, cli_main
-from yt8m_kit.evaluate.predict_loop import (DEFAULT_BATCH_SIZE, DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS, parse_shard,
-                                            predict_batches)
 from yt8m_kit.kaggle.upload import COMPETITION
+
+# TensorFlow is imported by the functions that run a model, not here: `inference.py --help` answers at once.
 
 
 
@@ -112,6 +113,7 @@ def write_predictions_csv(model, pattern, output, *, repeats, seed, batch_size=D
     ids: a submission.IdSet of the video ids written (fingerprints: len() and validate_csv's
     expected_ids); skipped: the reader's SkipReport (count 0 unless skip_bad dropped records).
     """
+    from yt8m_kit.evaluate.predict_loop import predict_batches
     from yt8m_kit.kaggle.submission_csv import CsvWriter
 
     reports = []
@@ -194,6 +196,8 @@ def resolve_repeats(repeats, all_frames):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     repeats = resolve_repeats(args.repeats, args.all_frames)
+    from yt8m_kit.evaluate.predict_loop import parse_shard
+
     shard = parse_shard(args.shard) if args.shard else None
     if args.upload_attempts < 1:
         raise ConfigError(f"--upload-attempts ({args.upload_attempts}) must be at least 1: it counts every try")
