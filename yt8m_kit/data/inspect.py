@@ -12,7 +12,6 @@ JSON keys: files, videos, frames, level, version, labels_per_video, corrupt (lis
 
 import argparse
 import json
-import os
 import sys
 
 from yt8m_kit.errors import cli_main
@@ -91,13 +90,18 @@ def format_report(r):
     return "\n".join(lines)
 
 
-@cli_main
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m yt8m_kit.inspect", description=__doc__.split("\n\n")[0])
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m yt8m_kit.inspect", description=__doc__.split("\n\n")[0],
+                                epilog="Exit status: 0 when every record is readable and valid, 1 when some are "
+                                       "not (listed), 2 for a bad pattern or files that are not YouTube-8M.")
     p.add_argument("pattern", help="glob of TFRecord files, comma-separated globs allowed")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    a = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return p
+
+
+@cli_main
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     r = inspect_files(a.pattern, progress=not a.json and sys.stderr.isatty())
     print(json.dumps(r, indent=1) if a.json else format_report(r))
     return 0 if r["ok"] else 1

@@ -254,16 +254,19 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=No
     return summary
 
 
-@cli_main
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(prog="python -m yt8m_kit.synth", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument("--level", required=True, choices=["frame", "video"])
+    p.add_argument("--level", required=True, choices=["frame", "video"],
+                   help="frame: SequenceExamples of quantised per-second rgb/audio frames (the 2018 frame-level "
+                        "format); video: Examples of mean_rgb/mean_audio (the video-level format)")
     p.add_argument("--videos", type=int, required=True, help="videos per split (train, validate, test)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed and options give byte-identical files (default 0)")
     p.add_argument("--shards", type=int, default=2, help="shards per split (default 2)")
-    p.add_argument("--classes", type=int, default=None, help="keep only the C most frequent classes")
+    p.add_argument("--classes", type=int, default=None,
+                   help="keep only the C most frequent classes (default: all 3862)")
     p.add_argument("--vocabulary", default=None,
                    help="vocabulary.csv for class frequencies (default: ../shared/data/yt8m_2018_video/"
                         "vocabulary.csv beside this clone when it exists, else a Zipf law)")
@@ -271,8 +274,12 @@ def main(argv=None):
     p.add_argument("--min-frames", type=int, default=None,
                    help="draw lengths uniformly from MIN..--max-frames (default: the mixed profile above; "
                         "120 with --max-frames 330 gives the real data's ~263 KB a video)")
-    a = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return p
+
+
+@cli_main
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     s = generate(a.out, a.level, a.videos, a.seed, shards=a.shards, classes=a.classes,
                  vocabulary=a.vocabulary or shared_vocabulary(), max_frames=a.max_frames, min_frames=a.min_frames,
                  progress=True)

@@ -163,8 +163,8 @@ def build_parser():
     p.add_argument("--upload", action="store_true", help="submit the validated CSV to Kaggle")
     p.add_argument("--competition", default=COMPETITION, help="competition slug (default: %(default)s)")
     p.add_argument("--message", help="submission description (default: model, repeats and seed)")
-    p.add_argument("--upload-attempts", type=int, default=3, help="tries for transient upload failures")
-    p.add_argument("--upload-timeout", type=float, default=900.0, help="seconds to wait per upload try")
+    p.add_argument("--upload-attempts", type=int, default=3, help="tries for transient upload failures (default %(default)s)")
+    p.add_argument("--upload-timeout", type=float, default=900.0, help="seconds to wait per upload try (default %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="write and validate the CSV (header, one row per video, <= 20 pairs, labels in "
                         "range, confidences descending) but do not contact Kaggle")

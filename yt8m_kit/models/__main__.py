@@ -82,17 +82,21 @@ def format_configs(rows):
     return "\n".join(lines)
 
 
-@cli_main
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m yt8m_kit.models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {name, params, bytes_fp32, bytes_bf16, paper_mib}")
-    parser.add_argument("--pattern", default=None, help="only models matching this glob, e.g. '*_tiny'")
+    parser.add_argument("--pattern", default=None, help="only models matching this glob, e.g. '*_tiny' (default: all)")
     parser.add_argument("--configs", action="store_true",
                         help="print each model's architecture and trainer settings (models/configs.py) "
                              "instead of building it to count its parameters")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@cli_main
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     from yt8m_kit.models import list_models
 

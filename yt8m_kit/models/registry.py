@@ -13,37 +13,49 @@ import fnmatch
 import inspect
 
 from yt8m_kit.errors import ConfigError
-from yt8m_kit.models import configs, frame_models, video_models
+from yt8m_kit.models import configs
 
 DTYPES = ("float32", "bfloat16", "mixed_bfloat16")
-_BUILDERS = {**frame_models.BUILDERS, **video_models.BUILDERS}
+
+
+def _builders():
+    """name -> builder; imported on first use, so that listing models and reading their configs (and the
+    commands' --help) need no Keras."""
+    from yt8m_kit.models import frame_models, video_models
+
+    return {**frame_models.BUILDERS, **video_models.BUILDERS}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
     level: str  # "frame": inputs frames + num_frames; "video": input features
-    build: object  # function(name=..., **architecture fields) -> keras.Model
     config: object  # the architecture dataclass (models/configs.py), defaults filled in
     train: configs.TrainSettings
     paper_mib: float = None  # Tang et al. Table 1 size (MiB of fp32 parameters), if any
-    doc: str = ""
 
     @property
     def defaults(self):
         return dataclasses.asdict(self.config)
 
+    @property
+    def build(self):
+        """function(name=..., **architecture fields) -> keras.Model (imports Keras)."""
+        return _builders()[self.name.removesuffix("_tiny")]
+
+    @property
+    def doc(self):
+        base = self.name.removesuffix("_tiny")
+        if base != self.name:
+            ref = configs.MODELS[base][1]
+            changes = {f.name: getattr(self.config, f.name) for f in dataclasses.fields(self.config)
+                       if getattr(self.config, f.name) != getattr(ref, f.name)}
+            return f"Tiny {base} (same architecture): {changes}"
+        return inspect.getdoc(self.build) or ""
+
 
 def _spec(name, level, config, train, paper_mib):
-    base = name.removesuffix("_tiny")
-    build = _BUILDERS[base]
-    doc = inspect.getdoc(build) or ""
-    if base != name:
-        ref = configs.MODELS[base][1]
-        changes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-                   if getattr(config, f.name) != getattr(ref, f.name)}
-        doc = f"Tiny {base} (same architecture): {changes}"
-    return ModelSpec(name, level, build, config, train, paper_mib, doc)
+    return ModelSpec(name, level, config, train, paper_mib)
 
 
 _REGISTRY = {name: _spec(name, *row) for name, row in configs.MODELS.items()}

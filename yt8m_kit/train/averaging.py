@@ -172,8 +172,7 @@ def _parse_steps(text):
         raise ConfigError(f"--steps expects comma-separated integers such as 1000,2000, got {text!r}") from None
 
 
-@cli_main
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(prog="python -m yt8m_kit.average", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="run directory holding ckpt-* checkpoints")
@@ -188,7 +187,12 @@ def main(argv=None):
     bn.add_argument("--no-bn-update", action="store_true",
                     help="keep the mean of the checkpoints' batch-norm statistics (not recommended)")
     p.add_argument("--train", help="training records for the BN update (default: the run's --train, from run.json)")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli_main
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     steps = _parse_steps(args.steps) if args.steps else None
     if args.bn_batches < 0:
         raise ConfigError(f"--bn-batches ({args.bn_batches}) must be 0 or more")

@@ -48,11 +48,11 @@ def build_parser():
     p.add_argument("--keep", type=int, default=5, help="checkpoints kept (default 5)")
     p.add_argument("--valid-every", type=int, help="steps between validations (default: each checkpoint)")
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "bfloat16"],
-                   help="float32 or mixed_bfloat16 (bfloat16 is refused, with the reason)")
+                   help="float32 or mixed_bfloat16 (bfloat16 is refused, with the reason; default float32)")
     p.add_argument("--strategy", default="default", choices=["default", "mirrored", "multi_worker"],
-                   help="tf.distribute strategy; multi_worker reads TF_CONFIG")
-    p.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and frame sampling")
-    p.add_argument("--frames", type=int, default=300, help="frames sampled per video (frame level)")
+                   help="tf.distribute strategy; multi_worker reads TF_CONFIG (default: default, one device)")
+    p.add_argument("--seed", type=int, default=0, help="seed of init, shuffling and frame sampling (default 0)")
+    p.add_argument("--frames", type=int, default=300, help="frames sampled per video (frame level; default 300)")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="XLA-compile the training step (default strategy only; default: the model's "
                         "registered setting: on for the NetVLAD family and Soft-BoF, which train faster "
