@@ -46,3 +46,16 @@ def test_help_imports_no_tensorflow():
                           env=dict(os.environ, PYTHONPATH=REPO))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_the_test_command_names_each_skip_reason_and_hides_no_warning_of_ours(tmp_path):
+    """`make test` runs pytest with the repo's pytest.ini: a skipped test is listed with its reason, and only
+    the one known third-party warning is filtered (a warning of ours still shows)."""
+    probe = tmp_path / "test_probe.py"
+    probe.write_text("import warnings, pytest\n"
+                     "def test_skips():\n    pytest.skip('no real data here')\n"
+                     "def test_warns():\n    warnings.warn('ours', UserWarning)\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-c", os.path.join(REPO, "pytest.ini"),
+                           "--rootdir", REPO, str(probe)], capture_output=True, text=True, cwd=REPO)
+    assert "SKIPPED" in proc.stdout and "no real data here" in proc.stdout, proc.stdout
+    assert "1 warning" in proc.stdout and "ours" in proc.stdout, proc.stdout

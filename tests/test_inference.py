@@ -224,3 +224,49 @@ def test_help_answers_without_tensorflow_and_commands_are_quiet(run_dir, test_gl
     noise = [line for line in proc.stderr.splitlines() if line.startswith(("I0000", "W0000", "WARNING: All log"))
              or "oneDNN" in line or "cpu_feature_guard" in line]
     assert not noise, proc.stderr
+
+
+def test_progress_never_shows_a_count_above_its_estimate():
+    now = [0.0]
+    stream = io.StringIO()
+    p = infer.Progress(total=467, stream=stream, clock=lambda: now[0])
+    p.interval_s = 0.0
+    now[0] = 1.0
+    p.update(500)
+    p.close()
+    lines = stream.getvalue().splitlines()
+    assert all("500/~467" not in line for line in lines) and "500/500 videos" in lines[-1]
+
+
+def test_user_facing_lines_have_no_raw_dicts(run_dir, test_glob, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    rc, _, err = run(["--model", run_dir, "--input", test_glob, "--output", str(out), "--dry-run", *FAST], capsys)
+    assert rc == 0, err
+    line = next(x for x in err.splitlines() if ": valid (" in x)
+    assert "{" not in line and "'rows'" not in line and "rows" in line and "label pairs" in line
+    rc = merge.main([str(out), "--output", str(tmp_path / "m.csv"), "--data", test_glob])
+    text = capsys.readouterr().out
+    assert rc == 0 and "{" not in text and "rows" in text
+
+
+def test_csv_of_other_videos_blames_the_data_not_the_file(run_dir, test_glob, tmp_path, capsys):
+    from yt8m_kit.kaggle.submission_csv import CsvWriter
+
+    csv = tmp_path / "other.csv"
+    with CsvWriter(str(csv)) as w:
+        w.write(["zz1", "zz2"], np.random.default_rng(0).random((2, 3862)).astype(np.float32))
+    rc = merge.main([str(csv), "--output", str(tmp_path / "m.csv"), "--data", test_glob])
+    err = capsys.readouterr().err
+    assert rc == 2 and "none of the CSV's 2 video(s)" in err and "--data" in err
+
+
+def test_repeats_on_a_video_level_model_say_they_do_nothing(video_data, tmp_path, capsys):
+    from yt8m_kit.models import create_model
+    from yt8m_kit.train.checkpoint import save_checkpoint
+
+    ckpt = str(tmp_path / "v")
+    save_checkpoint(ckpt, 1, create_model("video_logistic"), {"model": "video_logistic", "overrides": {},
+                                                               "level": "video"})
+    rc, _, err = run(["--model", ckpt, "--input", str(video_data / "test*.tfrecord"), "--output",
+                      str(tmp_path / "v.csv"), "--repeats", "10", "--quiet"], capsys)
+    assert rc == 0 and "repeats 10 (no effect: every member is video level" in err, err

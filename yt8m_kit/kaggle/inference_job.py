@@ -42,10 +42,11 @@ class Progress:
         rate = self.done / elapsed
         text = f"{self.done} videos, {rate:.1f} videos/s"
         if self.total:
-            mark = "~" if self.approx else ""
-            left = max(self.total - self.done, 0)
+            total = max(self.total, self.done)  # an estimate that ran short grows with the count
+            mark = "~" if self.approx and self.done < self.total else ""
+            left = max(total - self.done, 0)
             eta = time.strftime("%H:%M:%S", time.gmtime(left / rate)) if rate > 0 else "?"
-            text = f"{self.done}/{mark}{self.total} videos, {rate:.1f} videos/s, ETA {eta}"
+            text = f"{self.done}/{mark}{total} videos, {rate:.1f} videos/s, ETA {eta}"
         return text
 
     def update(self, n):
@@ -224,7 +225,12 @@ def main(argv=None):
     if not args.quiet:
         total, exact = estimate_videos(files)
         progress = Progress(total, approx=not exact)
-    print(f"inference: {described} on {len(files)} file(s), repeats {repeats}, seed {args.seed}"
+    from yt8m_kit.evaluate.predict_loop import model_level
+
+    video_level = model_level(model) == "video"
+    repeats_text = f"repeats {repeats}" + (" (no effect: every member is video level, so one pass is exact)"
+                                            if video_level and repeats > 1 else "")
+    print(f"inference: {described} on {len(files)} file(s), {repeats_text}, seed {args.seed}"
           + (", xla" if args.xla else "") + (f", shard {shard[0]}/{shard[1]}" if shard else ""), file=sys.stderr)
     try:
         ids, skipped = write_predictions_csv(
@@ -246,7 +252,9 @@ def main(argv=None):
     from yt8m_kit.kaggle import upload
 
     summary = upload.validate(args.output, expected_ids=ids)
-    print(f"{args.output}: valid ({summary})", file=sys.stderr)
+    from yt8m_kit.kaggle.submission_csv import describe_summary
+
+    print(f"{args.output}: valid ({describe_summary(summary)})", file=sys.stderr)
     message = args.message or f"yt8m_kit: {os.path.basename(os.path.normpath(args.model))}, " \
                               f"repeats {repeats}, seed {args.seed}"
     if args.dry_run:

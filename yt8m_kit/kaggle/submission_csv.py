@@ -204,6 +204,10 @@ def _expected_fingerprints(path, found, expected_ids, rows_path=None):
     if want.size == found.size and np.array_equal(want, found):
         return
     missing = want[~in_sorted(found, want)]  # (np.setdiff1d would hold ~5 copies of both arrays)
+    if missing.size == want.size and found.size:
+        raise DataError(f"none of the CSV's {found.size} video(s) is among the {want.size} expected ones: the CSV "
+                        "and the data are of different videos (a wrong --data or --input pattern, or another "
+                        "split?)", file=path)
     if missing.size:
         if isinstance(named, (collections.abc.Sequence, np.ndarray)):
             lost = set(missing.tolist())
@@ -260,6 +264,18 @@ def validate_csv(path, expected_ids=None, num_classes=NUM_CLASSES):
     if expected_ids is not None:
         _expected_fingerprints(path, found[np.concatenate([[True], ~same])], expected_ids)  # unique
     return {"path": str(path), "rows": rows, "pairs": pairs, "empty_rows": empty, "max_pairs": widest}
+
+
+def describe_summary(summary):
+    """A validate_csv or merge_csvs summary as words, e.g. '5701 rows, 113,980 label pairs (up to 20 a row),
+    0 empty rows'."""
+    parts = [f"{summary['rows']:,} rows"]
+    if "pairs" in summary:
+        parts.append(f"{summary['pairs']:,} label pairs (up to {summary['max_pairs']} a row)")
+        parts.append(f"{summary['empty_rows']:,} empty rows")
+    if "inputs" in summary:
+        parts.append(f"from {summary['inputs']} file(s)")
+    return ", ".join(parts)
 
 
 def _first_row(paths, video_id, stop):

@@ -208,7 +208,9 @@ def main(argv=None):
 
         expected = read_ids_and_labels(args.data)[0]
     summary = validate(args.csv, expected)
-    print(f"{args.csv}: valid ({summary})", file=sys.stderr)
+    from yt8m_kit.kaggle.submission_csv import describe_summary
+
+    print(f"{args.csv}: valid ({describe_summary(summary)})", file=sys.stderr)
     if args.dry_run:
         print(f"dry run: would submit {args.csv} to {args.competition} with message {args.message!r}")
         return 0
