@@ -258,3 +258,22 @@ def test_start_prints_every_setting_and_its_source(tmp_path, monkeypatch, capsys
         train_cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "a registered model may carry its own" in text and "--configs" in text
+
+
+def test_tensorboard_reads_the_runs_losses_and_validation_gap(video_data, tmp_path):
+    """RUN_DIR/logs holds the training loss and, with --valid, the validation GAP at each validation; the
+    pinned tensorboard package reads them (README: tensorboard --logdir RUN_DIR/logs)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    run_in_process(["python", "-m", "yt8m_kit.train", "--model", "video_logistic",
+                    "--train", str(video_data / "train*.tfrecord"), "--valid", str(video_data / "validate*.tfrecord"),
+                    "--out", str(out), "--steps", "4", "--batch-size", "8", "--checkpoint-every", "2", "--no-progress"])
+    events = EventAccumulator(str(out / "logs"), size_guidance={"tensors": 0})
+    events.Reload()
+    tags = events.Tags()["tensors"]
+    assert "loss" in tags and "valid/gap" in tags, tags
+    gaps = {e.step: float(np.asarray(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors("valid/gap")}
+    assert sorted(gaps) == [2, 4] and all(0 <= g <= 1 for g in gaps.values())
