@@ -268,8 +268,9 @@ def build_parser():
     p.add_argument("--classes", type=int, default=None,
                    help="keep only the C most frequent classes (default: all 3862)")
     p.add_argument("--vocabulary", default=None,
-                   help="vocabulary.csv for class frequencies (default: ../shared/data/yt8m_2018_video/"
-                        "vocabulary.csv beside this clone when it exists, else a Zipf law)")
+                   help="vocabulary.csv for class frequencies, or 'zipf' for a Zipf law over the 3862 classes "
+                        "(default: ../shared/data/yt8m_2018_video/vocabulary.csv beside this clone when it exists, "
+                        "else zipf; the demo passes zipf so that every clone generates the same data)")
     p.add_argument("--max-frames", type=int, default=360, help="longest video (default 360)")
     p.add_argument("--min-frames", type=int, default=None,
                    help="draw lengths uniformly from MIN..--max-frames (default: the mixed profile above; "
@@ -281,7 +282,8 @@ def build_parser():
 def main(argv=None):
     a = build_parser().parse_args(argv)
     s = generate(a.out, a.level, a.videos, a.seed, shards=a.shards, classes=a.classes,
-                 vocabulary=a.vocabulary or shared_vocabulary(), max_frames=a.max_frames, min_frames=a.min_frames,
+                 vocabulary=None if a.vocabulary == "zipf" else (a.vocabulary or shared_vocabulary()),
+                 max_frames=a.max_frames, min_frames=a.min_frames,
                  progress=True)
     for split, info in s["splits"].items():
         print(f"{split}: {info['videos']} videos, {info['frames']} frames, {len(info['files'])} shards")
