@@ -55,6 +55,10 @@ def build_parser():
     p.add_argument("--max-exhaustive", type=int, default=20000,
                    help="search every plan when there are at most this many, else forward greedy "
                         "(default: 20000; six runs x three precisions is 4,095 plans)")
+    p.add_argument("--fit-weights", action="store_true",
+                   help="also try one weight per member instead of the plain mean: fitted on half of the choose "
+                        "videos, kept only when it beats the mean on the other half by more than --noise-z standard "
+                        "errors (plan.json 'weights' says what happened); default: the paper's plain mean")
     return p
 
 
@@ -90,7 +94,7 @@ def parse_config(argv):
     return SubmitConfig(budget=budget, valid=valid, runs=args.runs, out=args.out, precisions=precisions,
                         repeats=args.repeats, seed=args.seed, num_samples=args.num_samples,
                         batch_size=args.batch_size, max_exhaustive=args.max_exhaustive,
-                        report_fraction=args.report_fraction, noise_z=args.noise_z)
+                        report_fraction=args.report_fraction, noise_z=args.noise_z, fit_weights=args.fit_weights)
 
 
 @cli_main

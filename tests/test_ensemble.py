@@ -154,3 +154,17 @@ def test_member_bytes_are_the_bytes_written(tmp_path):
         f.visititems(add)
     members = E.ensemble_members(model)
     assert sorted(written.values()) == sorted(m.stored_bytes() for m in members)
+
+
+def test_weighted_ensemble_is_the_weighted_mean_and_survives_save_and_load(members, batch, tmp_path):
+    weights = [3.0, 1.0, 0.5]
+    ens = E.build_ensemble(SPECS, [members[s["model"]] for s in SPECS], weights=weights)
+    out = ens.predict(batch, verbose=0)
+    per_member = [member_prediction(members[s["model"]], batch, s["precision"]) for s in SPECS]
+    expected = sum(w * p for w, p in zip(weights, per_member)) / sum(weights)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert np.abs(out - np.mean(per_member, axis=0)).max() > 1e-4  # not the plain mean
+    E.save_ensemble(ens, tmp_path / "w.keras")
+    np.testing.assert_allclose(E.load_ensemble(tmp_path / "w.keras").predict(batch, verbose=0), out, atol=1e-6)
+    with pytest.raises(E.ConfigError):
+        E.build_ensemble(SPECS, [members[s["model"]] for s in SPECS], weights=[1.0, 0.0, 1.0])

@@ -142,3 +142,52 @@ def test_report_scores_the_plan_on_other_videos():
     assert out["best_member_gap"] == pytest.approx(max(singles), abs=1e-12)
     assert out["margin"] == pytest.approx(out["gap"] - max(singles), abs=1e-12)
     assert out["margin"] > 2 * out["margin_se"] > 0  # three independent members: a real gain
+
+
+# ---------------------------------------------------------------- fitted member weights
+
+def test_weighted_subset_gap_is_exact():
+    rng = np.random.default_rng(6)
+    base, labels, indptr, indices = problem(rng)
+    scores = [sigmoid(base + s * rng.standard_normal(base.shape)) for s in (0.5, 1.0, 2.0)]
+    scorer = P.SubsetGap(scores, indptr, indices, pool=24)
+    w = {0: 2.5, 1: 1.0, 2: 0.3}
+    mean = sum(w[m] * scores[m] for m in w) / sum(w.values())
+    assert scorer.gap((0, 1, 2), w) == pytest.approx(metrics.gap(mean, labels), abs=1e-9)
+    assert scorer.gap((0, 1, 2), {0: 1.0, 1: 1.0, 2: 1.0}) == pytest.approx(scorer.gap((0, 1, 2)), abs=1e-12)
+    with pytest.raises(ValueError):
+        scorer.gap((0, 1), {0: 1.0, 1: 0.0})
+
+
+def test_weights_are_kept_only_when_they_win_on_other_videos():
+    from yt8m_kit.ensemble import weighting
+
+    rng = np.random.default_rng(7)
+    base, labels, indptr, indices = problem(rng, n=800)
+    ids = [f"v{i}" for i in range(800)]
+    fit_rows, check_rows = weighting.split_fit_check(ids, np.arange(800))
+    assert 300 < fit_rows.size < 500 and np.intersect1d(fit_rows, check_rows).size == 0
+    strong, weak = sigmoid(base + 0.4 * rng.standard_normal(base.shape)), sigmoid(base + 3 * rng.standard_normal(base.shape))
+    fitter, checker = (P.SubsetGap([strong, weak], indptr, indices, rows=r) for r in (fit_rows, check_rows))
+    weights, fit_gap = weighting.fit((0, 1), fitter)
+    assert weights[0] > 2 * weights[1] and fit_gap > fitter.gap((0, 1))
+    decision = weighting.decide((0, 1), weights, checker)
+    assert decision["keep"] and decision["diff"] > 2 * decision["se"]
+    # Two members of equal quality: whatever the fit finds on one half does not hold beyond noise on the other.
+    twins = [sigmoid(base + rng.standard_normal(base.shape)) for _ in range(2)]
+    fitter, checker = (P.SubsetGap(twins, indptr, indices, rows=r) for r in (fit_rows, check_rows))
+    weights, _ = weighting.fit((0, 1), fitter)
+    assert not weighting.decide((0, 1), weights, checker)["keep"]
+
+
+def test_the_two_splits_are_independent():
+    """The fit/check halves cut across the choose/report split (a CRC-based salt did not: for ids of
+    one length it put every choose video in one half)."""
+    from yt8m_kit.ensemble import weighting
+
+    ids = [f"{i:06x}" for i in range(4000)]  # all the same length
+    choose, report = noise.split_videos(ids, 0.5)
+    fit, check = weighting.split_fit_check(ids, choose)
+    assert 0.45 < fit.size / choose.size < 0.55
+    fit_r, _ = weighting.split_fit_check(ids, report)
+    assert 0.45 < fit_r.size / report.size < 0.55

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from yt8m_kit.ensemble import search as P
+from yt8m_kit.ensemble.summary import explain, format_tables
 from yt8m_kit.evaluate import metrics
 
 
@@ -172,14 +173,12 @@ def test_explain_and_pareto():
     gap = {(0,): 0.5, (1,): 0.49, (2,): 0.6, (3,): 0.58, (0, 3): 0.7, (1, 3): 0.69, (0, 2): 0.72, (1, 2): 0.71}
     best, plans, _ = P.search(cands, lambda m: gap[m], budget=550, score_all=True)
     assert best.members == (1, 3) and best.gap == 0.69  # (0, 3) is 700 bytes: over
-    why = P.explain(cands, best, lambda m: gap[m], 550)
+    why = explain(cands, best, lambda m: gap[m], 550)
     assert why["a"].startswith("cast to bfloat16: -0.000 MiB, -0.0100 GAP")
     assert "over budget" in why["a"] and "cast to int8" in why["b"]
     best, _, _ = P.search(cands, lambda m: gap[m], budget=450)
-    why = P.explain(cands, best, lambda m: gap[m], 450)
+    why = explain(cands, best, lambda m: gap[m], 450)
     assert best.members == (3,) and "exceeds the budget" in why["a"]
-    from yt8m_kit.ensemble.submit_job import format_tables
-
     text = format_tables(cands, best, why, 450)
     assert "dropped" in text and "exceeds the budget" in text
     front = P.pareto_front(plans)

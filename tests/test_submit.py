@@ -278,3 +278,43 @@ def test_inference_refuses_a_mixed_set(big, runs, frame_data, tmp_path):
             load_artifact(str(mixed / "ensemble.keras"))
     model, described, plan = load_artifact(cfg.out)  # the consistent set loads
     assert plan["sha256"] == big[1]["sha256"] and "ensemble" in described
+
+
+def test_fit_weights_records_the_fit_and_the_check(runs, frame_data, tmp_path, monkeypatch):
+    """--fit-weights end to end: plan.json records the fit and the check, and ensemble.json's averaging and
+    the graph follow the decision. (The untrained members here all score GAP 0, so the plan is forced to
+    hold both and the fit's outcome is set; the statistics are tested in test_noise.py.)"""
+    from yt8m_kit.ensemble import noise, weighting
+    from yt8m_kit.ensemble.artifact import ensemble_members, load_ensemble
+
+    def both_float32(candidates, top, scorer, budget, overhead=0, z=2.0, seed=0):
+        members = tuple(i for i, c in enumerate(candidates) if c.precision == "float32")
+        return S.plan_lib.Plan(members, S.plan_lib.plan_bytes(candidates, members, overhead), 0.0), []
+
+    monkeypatch.setattr(noise, "choose_within_noise", both_float32)
+    seen = {}
+    real_fit = weighting.fit
+
+    def fit(members, scorer, **kw):
+        seen["fit_videos"] = scorer.n
+        real_fit(members, scorer, **kw)  # runs on the real half
+        return {members[0]: 1.5, members[1]: 0.5}, 0.1
+
+    monkeypatch.setattr(weighting, "fit", fit)
+    for keep in (True, False):
+        monkeypatch.setattr(weighting, "decide", lambda members, w, scorer, z=2.0, seed=0, keep=keep: {
+            "keep": keep, "gap_mean": 0.0, "gap_weighted": 0.0, "diff": 0.0, "se": 0.0, "check_n": scorer.n})
+        out = tmp_path / f"o{keep}"
+        result = S.run_submit(config(runs, frame_data, out, 10**9, fit_weights=True), log=lambda m: None)
+        record = result["weights"]
+        assert record["keep"] is keep and record["weights"] == [1.5, 0.5]
+        assert record["fit_videos"] == seen["fit_videos"] > 0 and record["check_videos"] == record["check_n"] > 0
+        assert record["fit_videos"] + record["check_videos"] == result["choice"]["videos"]
+        averaging = json.load(open(out / "ensemble.json"))["averaging"]
+        model = load_ensemble(str(out / "ensemble.keras"))
+        names = {layer.name for layer in model.layers}
+        assert len(ensemble_members(model)) == 2
+        if keep:
+            assert averaging == {"weights": [1.5, 0.5]} and "weighted_mean" in names
+        else:
+            assert averaging == "mean" and "mean" in names and "weighted_mean" not in names

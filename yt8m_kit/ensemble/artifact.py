@@ -140,6 +140,27 @@ class EnsembleMember(keras.layers.Layer):
                 "precision": self.precision, "run": self.run}
 
 
+@keras.saving.register_keras_serializable(package="yt8m_kit")
+class WeightedMean(keras.layers.Layer):
+    """sum_i w_i x_i / sum_i w_i over a list of (B, C) inputs, with fixed weights (submit.py --fit-weights)."""
+
+    def __init__(self, weights, **kwargs):
+        super().__init__(**kwargs)
+        self.member_weights = [float(w) for w in weights]
+        if not self.member_weights or min(self.member_weights) <= 0:
+            raise ConfigError(f"member weights must be positive: {self.member_weights}")
+
+    def call(self, inputs):
+        total = sum(self.member_weights)
+        return sum(ops.cast(x, "float32") * (w / total) for w, x in zip(self.member_weights, inputs))
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, dtype="float32")
+
+    def get_config(self):
+        return {**super().get_config(), "weights": self.member_weights}
+
+
 def ensemble_inputs(level):
     from yt8m_kit import FEATURE_DIM
 
@@ -149,12 +170,13 @@ def ensemble_inputs(level):
     return {"features": keras.Input((FEATURE_DIM,), name="features")}
 
 
-def build_ensemble(specs, models=None, name="ensemble"):
+def build_ensemble(specs, models=None, name="ensemble", weights=None):
     """One keras.Model averaging the members.
 
     specs: [{"model", "overrides", "precision", "run"}]. models: the trained models (any
     dtype, same order; their weights are cast to each spec's precision) or None for fresh
-    members (load_ensemble fills them).
+    members (load_ensemble fills them). weights: one positive weight per member for a weighted
+    mean (None: the plain mean).
     """
     if not specs:
         raise ConfigError("an ensemble needs at least one member")
@@ -175,7 +197,14 @@ def build_ensemble(specs, models=None, name="ensemble"):
             outputs.append(layer({"features": inputs["features"] if level == "video" else features}))
         else:
             outputs.append(layer({"frames": inputs["frames"], "num_frames": inputs["num_frames"]}))
-    mean = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean", dtype="float32")(outputs)
+    if weights is not None and len(weights) != len(outputs):
+        raise ConfigError(f"{len(weights)} weights for {len(outputs)} members")
+    if len(outputs) == 1:
+        mean = outputs[0]
+    elif weights is not None:
+        mean = WeightedMean(weights, name="weighted_mean", dtype="float32")(outputs)
+    else:
+        mean = keras.layers.Average(name="mean", dtype="float32")(outputs)
     return keras.Model(inputs, mean, name=name)
 
 

@@ -13,7 +13,7 @@ beyond the noise, and a member stays only where it helps beyond the noise. z = 0
 best-scoring plan, as a plain arg-max does.
 """
 
-import zlib
+import hashlib
 
 import numpy as np
 
@@ -24,13 +24,19 @@ from yt8m_kit.evaluate import bootstrap
 ORDER = ("float32", "bfloat16", "int8")
 
 
+def id_hash(video_id, salt):
+    """A uniform 32-bit hash of an id, independent for each salt (blake2b keyed by the salt: not a CRC,
+    whose linearity ties the hashes of equal-length ids under different salts together)."""
+    return int.from_bytes(hashlib.blake2b(str(video_id).encode("utf-8"), digest_size=4, person=salt).digest(), "little")
+
+
 def split_videos(ids, report_fraction):
     """(choose rows, report rows), ascending, from a hash of each id (stable across runs and
     machines, independent of file order). report_fraction 0: every video chooses, none reports."""
     if not 0 <= report_fraction < 1:
         raise ValueError(f"report fraction {report_fraction} must be in [0, 1)")
     cut = int(round(report_fraction * 2**32))
-    report = np.array([zlib.crc32(str(i).encode("utf-8")) < cut for i in ids], bool)
+    report = np.array([id_hash(i, b"yt8m-report") < cut for i in ids], bool)
     return np.flatnonzero(~report), np.flatnonzero(report)
 
 
@@ -95,16 +101,17 @@ def choose_within_noise(candidates, best, scorer, budget, overhead=0, z=2.0,
     return current, steps
 
 
-def report(plan, scorer, candidates, resamples=bootstrap.DEFAULT_RESAMPLES, seed=0):
+def report(plan, scorer, candidates, resamples=bootstrap.DEFAULT_RESAMPLES, seed=0, weights=None):
     """The plan scored on other videos: {"videos", "gap", "se", "members": [{run, precision, gap}],
-    "best_member", "margin" (plan - best member), "margin_se" (paired)}."""
+    "best_member", "margin" (plan - best member), "margin_se" (paired)}. weights: the plan's member
+    weights, if it has them."""
     positives = bootstrap.positives_per_video(scorer.keys, scorer.n, scorer.num_classes)
     singles = [(scorer.gap((m,)), m) for m in plan.members]
     best_gap, best_member = max(singles)
-    rankings = [bootstrap.Ranking.of_pairs(*scorer.top_pairs(plan.members)),
+    rankings = [bootstrap.Ranking.of_pairs(*scorer.top_pairs(plan.members, weights)),
                 bootstrap.Ranking.of_pairs(*scorer.top_pairs((best_member,)))]
     draws = bootstrap.resample_gaps(rankings, positives, resamples, seed)
-    gap = scorer.gap(plan.members)
+    gap = scorer.gap(plan.members, weights)
     return {"videos": int(scorer.n), "gap": float(gap), "se": bootstrap.standard_error(draws[:, 0]),
             "members": [{"run": candidates[m].run, "precision": candidates[m].precision, "gap": float(g)}
                         for g, m in singles],

@@ -133,27 +133,37 @@ class SubsetGap:
             self._prefix = (prefix, total)
         return self._prefix[1] + self.pooled[members[-1]]
 
-    def top_pairs(self, members):
+    def top_pairs(self, members, weights=None):
         """(videos, classes, values, relevant) of the k best classes of every video under the mean
         of `members`' scores, pooled (N*k of each, in no particular order); exact, with ties at the
-        k-th place broken as metrics.top_k does (the lower class index enters)."""
+        k-th place broken as metrics.top_k does (the lower class index enters). weights: {member:
+        weight > 0} for a weighted mean instead (the bound below holds for any positive weights)."""
         members = sorted(members)
         if not members:
             raise ValueError("a plan needs at least one member")
-        total = self._sum(members)  # (N, W); the sum ranks like the mean: one count for all videos
+        if weights is None:
+            coef = np.ones(len(members), np.float32)
+            total = self._sum(members)  # (N, W); the sum ranks like the mean: one count for all videos
+        else:
+            coef = np.array([weights[m] for m in members], np.float32)
+            if not np.all(coef > 0):
+                raise ValueError(f"member weights must be positive: {weights}")
+            total = sum(c * self.pooled[m] for c, m in zip(coef, members))
+        scale = float(coef.sum())
         w = total.shape[1]
         kth = np.partition(total, w - self.k, axis=1)[:, w - self.k]  # k-th best per video (N,)
         keep = total >= kth[:, None]  # (N, W): the top k, plus any ties with the k-th
         # Rows recomputed from the full scores: a class outside U might reach the k-th, or a tie at
         # the k-th place needs the evaluator's rule (the lower class index enters).
-        bad = (kth <= self.floors[members].sum(axis=0)) | (keep.sum(axis=1) > self.k)
+        bad = (kth <= np.tensordot(coef, self.floors[members], 1)) | (keep.sum(axis=1) > self.k)
         keep[bad] = False
         videos, cols = np.nonzero(keep)
-        classes, values, rel = self.classes[videos, cols], total[keep] / len(members), self.rel[keep]
+        classes, values, rel = self.classes[videos, cols], total[keep] / scale, self.rel[keep]
         bad = np.flatnonzero(bad)
         if bad.size:
             self.fallback_rows += bad.size
-            full = sum(np.asarray(self.full[m][self.rows[bad]], dtype=np.float32) for m in members) / len(members)
+            full = sum(c * np.asarray(self.full[m][self.rows[bad]], dtype=np.float32)
+                       for c, m in zip(coef, members)) / scale
             top, top_values = metrics.top_k(full, self.k)
             videos = np.concatenate([videos, np.repeat(bad, self.k)])
             classes = np.concatenate([classes, top.ravel()])
@@ -161,12 +171,12 @@ class SubsetGap:
             rel = np.concatenate([rel, _is_label(self.keys, bad[:, None], top, self.num_classes).ravel()])
         return videos, classes, values, rel
 
-    def gap(self, members):
-        """GAP@k of the plain mean of `members`, as yt8m_kit.evaluate.metrics scores it."""
-        return metrics.gap_of_pairs(*self.top_pairs(members), self.keys.size)
+    def gap(self, members, weights=None):
+        """GAP@k of the plain (or weighted) mean of `members`, as yt8m_kit.evaluate.metrics scores it."""
+        return metrics.gap_of_pairs(*self.top_pairs(members, weights), self.keys.size)
 
 
-def _options(candidates):
+def run_options(candidates):
     """Per run (in first-seen order): the candidate indices available for it."""
     runs = {}
     for i, c in enumerate(candidates):
@@ -182,7 +192,7 @@ def exhaustive_search(candidates, gap_fn, budget, overhead=0, score_all=False):
     """Score every plan within budget (every plan if score_all, e.g. for the plot).
     Returns the scored plans sorted by GAP (best first); pick the first that fits."""
     plans = []
-    for choice in itertools.product(*[[None] + o for o in _options(candidates)]):
+    for choice in itertools.product(*[[None] + o for o in run_options(candidates)]):
         members = tuple(sorted(m for m in choice if m is not None))
         size = plan_bytes(candidates, members, overhead)
         if members and (score_all or size <= budget):
@@ -194,7 +204,7 @@ def greedy_search(candidates, gap_fn, budget, overhead=0):
     """Forward selection: from the empty plan, repeatedly take the move (add a run at some
     precision, or change one member's precision) that gives the highest GAP within budget;
     stop when no move improves GAP. Returns every plan scored, best first."""
-    options = _options(candidates)
+    options = run_options(candidates)
     run_of = {m: r for r, o in enumerate(options) for m in o}
     scored, current, best_gap = {}, (), -1.0
     while True:
@@ -222,7 +232,7 @@ def greedy_search(candidates, gap_fn, budget, overhead=0):
 
 
 def count_plans(candidates):
-    return int(np.prod([len(o) + 1 for o in _options(candidates)], dtype=np.float64)) - 1
+    return int(np.prod([len(o) + 1 for o in run_options(candidates)], dtype=np.float64)) - 1
 
 
 def search(candidates, gap_fn, budget, overhead=0, max_exhaustive=20000, score_all=False):
@@ -251,44 +261,3 @@ def pareto_front(plans):
             front.append(p)
             best = p.gap
     return front
-
-
-def explain(candidates, plan, gap_fn, budget, overhead=0):
-    """Why each run is in the plan as it is: {run: text}, e.g. 'cast to bfloat16: -1.2 MiB,
-    -0.0001 GAP vs float32' or 'dropped: adding it (int8, +3.0 MiB) goes over budget'."""
-    mib = 2**20
-    why = {}
-    chosen = {candidates[m].run: m for m in plan.members}
-    for options in _options(candidates):
-        run = candidates[options[0]].run
-        if run in chosen:
-            m = chosen[run]
-            c = candidates[m]
-            ref = next((o for o in options if candidates[o].precision == "float32"), None)
-            if c.precision == "float32" or ref is None:
-                why[run] = f"kept at {c.precision}"
-                continue
-            alt = tuple(sorted(set(plan.members) - {m} | {ref}))
-            alt_size = plan_bytes(candidates, alt, overhead)
-            d_gap = plan.gap - gap_fn(alt)
-            fit = "fits" if alt_size <= budget else "over budget"
-            why[run] = (f"cast to {c.precision}: {-(candidates[ref].bytes - c.bytes) / mib:+.3f} MiB, "
-                        f"{d_gap:+.4f} GAP vs float32 (float32 plan {fit})")
-            continue
-        tries = []
-        for o in options:
-            alt = tuple(sorted(plan.members + (o,)))
-            size = plan_bytes(candidates, alt, overhead)
-            tries.append((size <= budget, o, alt, size))
-        fitting = [t for t in tries if t[0]]
-        if not fitting:
-            o, size = min(((t[1], t[3]) for t in tries), key=lambda t: t[1])
-            why[run] = (f"dropped: adding it even at {candidates[o].precision} "
-                        f"(+{candidates[o].bytes / mib:.3f} MiB) exceeds the budget by {(size - budget) / mib:.3f} MiB")
-        else:
-            scores = [(gap_fn(alt), o) for _, o, alt, _ in fitting]
-            g, o = max(scores)
-            why[run] = (f"dropped: adding it at {candidates[o].precision} fits but changes GAP by "
-                        f"{g - plan.gap:+.4f}")
-    return why
-

@@ -23,10 +23,10 @@ import sys
 import tarfile
 import time
 
-from yt8m_kit.ensemble import noise
+from yt8m_kit.ensemble import noise, weighting
 from yt8m_kit.ensemble import search as plan_lib
 from yt8m_kit.ensemble.candidates import build_candidates
-from yt8m_kit.ensemble.summary import format_tables, plot_plans
+from yt8m_kit.ensemble.summary import explain, format_tables, plot_plans
 from yt8m_kit.errors import ConfigError
 from yt8m_kit import DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS
 from yt8m_kit.fileio import atomic_open, atomic_path, sha256_file, write_json
@@ -55,9 +55,10 @@ class SubmitConfig:
     pool: int = 64  # classes kept per candidate and video by plan.SubsetGap (see its doc)
     report_fraction: float = 0.5  # validation videos held out from every choice, to report on
     noise_z: float = 2.0  # standard errors a lower precision or an extra member must win by
+    fit_weights: bool = False  # try one weight per member (ensemble.weighting), kept only if it wins
 
 
-def write_artifact(config, chosen, models, out):
+def write_artifact(config, chosen, models, out, weights=None):
     """ensemble.keras + ensemble.json + model.tgz into the directory `out`; returns (ensemble.keras
     bytes, model.tgz bytes, sha256 of ensemble.keras).
 
@@ -70,14 +71,15 @@ def write_artifact(config, chosen, models, out):
               "precision": c.precision} for c in chosen]
     members = [dict(s, checkpoint=os.path.relpath(models[c.run][1]["path"], runs_root),
                     fingerprint=models[c.run][1]["fingerprint"]) for s, c in zip(specs, chosen)]
-    ensemble = ens_lib.build_ensemble(specs, [models[c.run][0] for c in chosen])
+    ensemble = ens_lib.build_ensemble(specs, [models[c.run][0] for c in chosen], weights=weights)
     artifact = os.path.join(out, "ensemble.keras")
     config_bytes = 4096  # ensemble.json beside it (checked below)
     artifact_bytes = ens_lib.save_ensemble(ensemble, artifact, max_bytes=config.budget - config_bytes)
     digest = sha256_file(artifact)
     config_text = json.dumps({"artifact": "ensemble.keras", "sha256": digest, "members": members,
                               "runs": "checkpoint paths are relative to the --runs directory the plan read",
-                              "averaging": "mean", "load": "yt8m_kit.ensemble.artifact.load_ensemble(path)"},
+                              "averaging": "mean" if weights is None else {"weights": list(weights)},
+                              "load": "yt8m_kit.ensemble.artifact.load_ensemble(path)"},
                              indent=2) + "\n"
     if artifact_bytes + len(config_text) > config.budget:
         raise ens_lib.OverBudget(artifact, artifact_bytes + len(config_text), config.budget - config_bytes)
@@ -106,7 +108,15 @@ def run_submit(config, log=None):
         scorer = plan_lib.SubsetGap(scores, indptr, indices, pool=config.pool, rows=choose_rows)
         reporter = plan_lib.SubsetGap(scores, indptr, indices, pool=config.pool, rows=report_rows) \
             if report_rows.size else None
-        return plan_and_write(config, candidates, scorer, reporter, models, t0, log)
+        halves = None
+        if config.fit_weights:
+            fit_rows, check_rows = weighting.split_fit_check(ids, choose_rows)
+            if fit_rows.size == 0 or check_rows.size == 0:
+                raise ConfigError(f"{choose_rows.size} choose video(s) cannot be halved to fit weights and check "
+                                  "them: use more validation videos or drop --fit-weights")
+            halves = tuple(plan_lib.SubsetGap(scores, indptr, indices, pool=config.pool, rows=r)
+                           for r in (fit_rows, check_rows))
+        return plan_and_write(config, candidates, scorer, reporter, models, t0, log, halves)
     finally:
         for f in handles:
             f.close()
@@ -125,7 +135,19 @@ def _search(config, candidates, scorer, overhead):
     return best, plans, how
 
 
-def plan_and_write(config, candidates, scorer, reporter, models, t0, log):
+def fitted_weights(config, members, halves):
+    """({member: weight} or None, the record for plan.json): weights fitted on one half of the choose
+    videos, kept only when they beat the plain mean on the other half beyond the noise."""
+    if halves is None or len(members) < 2:
+        return None, None
+    weights, fit_gap = weighting.fit(members, halves[0])
+    decision = weighting.decide(members, weights, halves[1], z=config.noise_z, seed=config.seed)
+    record = dict(decision, fit_gap=float(fit_gap), fit_videos=int(halves[0].n), check_videos=int(halves[1].n),
+                  weights=[float(weights[m]) for m in members])
+    return (weights if decision["keep"] else None), record
+
+
+def plan_and_write(config, candidates, scorer, reporter, models, t0, log, halves=None):
     """Search, apply the noise rule, write the artifact set as one directory swap, report."""
     from yt8m_kit.ensemble import artifact as ens_lib
 
@@ -138,10 +160,12 @@ def plan_and_write(config, candidates, scorer, reporter, models, t0, log):
             top, plans, how = _search(config, candidates, scorer, overhead)
             best, steps = noise.choose_within_noise(candidates, top, scorer, config.budget, overhead,
                                                     z=config.noise_z, seed=config.seed)
+            weights, weights_record = fitted_weights(config, best.members, halves)
             search_s = time.time() - t0  # scoring candidates + search (not the artifact writing)
             chosen = [candidates[m] for m in best.members]
             try:
-                artifact_bytes, upload_bytes, digest = write_artifact(config, chosen, models, out)
+                artifact_bytes, upload_bytes, digest = write_artifact(
+                    config, chosen, models, out, None if weights is None else [weights[m] for m in best.members])
                 break
             except ens_lib.OverBudget as e:  # the container overhead was under-estimated: use the measured one
                 measured = e.size + (config.budget - e.max_bytes) - sum(c.bytes for c in chosen)
@@ -149,8 +173,9 @@ def plan_and_write(config, candidates, scorer, reporter, models, t0, log):
                 log(f"{e}: searching again with {overhead} bytes of overhead")
         else:
             raise ConfigError(f"could not fit the artifact under {config.budget} bytes after 3 tries")
-        why = plan_lib.explain(candidates, best, scorer.gap, config.budget, overhead)
-        heldout = noise.report(best, reporter, candidates, seed=config.seed) if reporter is not None else None
+        why = explain(candidates, best, scorer.gap, config.budget, overhead)
+        heldout = noise.report(best, reporter, candidates, seed=config.seed, weights=weights) \
+            if reporter is not None else None
         name = lambda c: os.path.basename(os.path.normpath(c.run))  # noqa: E731
         if heldout is not None:
             heldout["members"] = [dict(m, run=os.path.basename(os.path.normpath(m["run"])))
@@ -159,7 +184,8 @@ def plan_and_write(config, candidates, scorer, reporter, models, t0, log):
         result = {
             "budget_bytes": int(config.budget),
             "total_bytes": int(sum(c.bytes for c in chosen)),
-            "validation_gap": float(best.gap),  # on the choose part: what the choice was made on
+            "validation_gap": float(scorer.gap(best.members, weights)),  # on the choose part: what chose
+            "weights": weights_record,  # --fit-weights: the fit, the check, and whether they were kept
             "heldout": heldout,
             "artifact": "ensemble.keras",
             "sha256": digest,

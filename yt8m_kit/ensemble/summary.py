@@ -72,3 +72,44 @@ def format_tables(candidates, plan, why, budget, artifact_bytes=None, videos=Non
                       f"{heldout['best_member_gap']:.4f}; margin {heldout['margin']:+.4f} "
                       f"\u00b1 {heldout['margin_se']:.4f} (paired bootstrap)"]
     return "\n".join(lines)
+
+
+def explain(candidates, plan, gap_fn, budget, overhead=0):
+    """Why each run is in the plan as it is: {run: text}, e.g. 'cast to bfloat16: -1.2 MiB,
+    -0.0001 GAP vs float32' or 'dropped: adding it (int8, +3.0 MiB) goes over budget'."""
+    mib = 2**20
+    why = {}
+    chosen = {candidates[m].run: m for m in plan.members}
+    for options in plan_lib.run_options(candidates):
+        run = candidates[options[0]].run
+        if run in chosen:
+            m = chosen[run]
+            c = candidates[m]
+            ref = next((o for o in options if candidates[o].precision == "float32"), None)
+            if c.precision == "float32" or ref is None:
+                why[run] = f"kept at {c.precision}"
+                continue
+            alt = tuple(sorted(set(plan.members) - {m} | {ref}))
+            alt_size = plan_lib.plan_bytes(candidates, alt, overhead)
+            d_gap = plan.gap - gap_fn(alt)
+            fit = "fits" if alt_size <= budget else "over budget"
+            why[run] = (f"cast to {c.precision}: {-(candidates[ref].bytes - c.bytes) / mib:+.3f} MiB, "
+                        f"{d_gap:+.4f} GAP vs float32 (float32 plan {fit})")
+            continue
+        tries = []
+        for o in options:
+            alt = tuple(sorted(plan.members + (o,)))
+            size = plan_lib.plan_bytes(candidates, alt, overhead)
+            tries.append((size <= budget, o, alt, size))
+        fitting = [t for t in tries if t[0]]
+        if not fitting:
+            o, size = min(((t[1], t[3]) for t in tries), key=lambda t: t[1])
+            why[run] = (f"dropped: adding it even at {candidates[o].precision} "
+                        f"(+{candidates[o].bytes / mib:.3f} MiB) exceeds the budget by {(size - budget) / mib:.3f} MiB")
+        else:
+            scores = [(gap_fn(alt), o) for _, o, alt, _ in fitting]
+            g, o = max(scores)
+            why[run] = (f"dropped: adding it at {candidates[o].precision} fits but changes GAP by "
+                        f"{g - plan.gap:+.4f}")
+    return why
+

@@ -252,7 +252,7 @@ def main(argv=None):
     from yt8m_kit.kaggle import upload
 
     summary = upload.validate(args.output, expected_ids=ids)
-    from yt8m_kit.kaggle.submission_csv import describe_summary
+    from yt8m_kit.kaggle.upload import describe_summary
 
     print(f"{args.output}: valid ({describe_summary(summary)})", file=sys.stderr)
     message = args.message or f"yt8m_kit: {os.path.basename(os.path.normpath(args.model))}, " \

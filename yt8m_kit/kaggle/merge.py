@@ -43,7 +43,7 @@ def main(argv=None):
     if not args.data:
         print("warning: no --data given: duplicates are checked, missing videos are not", file=sys.stderr)
     summary = merge(args.inputs, args.output, args.data)
-    from yt8m_kit.kaggle.submission_csv import describe_summary
+    from yt8m_kit.kaggle.upload import describe_summary
 
     print(f"merged {len(args.inputs)} file(s) into {args.output}"
           + (f": {describe_summary(summary)}" if summary is not None else ""))

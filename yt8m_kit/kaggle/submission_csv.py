@@ -266,18 +266,6 @@ def validate_csv(path, expected_ids=None, num_classes=NUM_CLASSES):
     return {"path": str(path), "rows": rows, "pairs": pairs, "empty_rows": empty, "max_pairs": widest}
 
 
-def describe_summary(summary):
-    """A validate_csv or merge_csvs summary as words, e.g. '5701 rows, 113,980 label pairs (up to 20 a row),
-    0 empty rows'."""
-    parts = [f"{summary['rows']:,} rows"]
-    if "pairs" in summary:
-        parts.append(f"{summary['pairs']:,} label pairs (up to {summary['max_pairs']} a row)")
-        parts.append(f"{summary['empty_rows']:,} empty rows")
-    if "inputs" in summary:
-        parts.append(f"from {summary['inputs']} file(s)")
-    return ", ".join(parts)
-
-
 def _first_row(paths, video_id, stop):
     """'PATH line N' of the first row of `video_id` in `paths`, before (input index, line) `stop`."""
     for index, path in enumerate(paths):

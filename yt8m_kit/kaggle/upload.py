@@ -182,6 +182,18 @@ def validate(csv_path, expected_ids=None):
     return validate_csv(csv_path, expected_ids=expected_ids)
 
 
+def describe_summary(summary):
+    """A validate_csv or merge_csvs summary as words, e.g. '5701 rows, 113,980 label pairs (up to 20 a row),
+    0 empty rows'."""
+    parts = [f"{summary['rows']:,} rows"]
+    if "pairs" in summary:
+        parts.append(f"{summary['pairs']:,} label pairs (up to {summary['max_pairs']} a row)")
+        parts.append(f"{summary['empty_rows']:,} empty rows")
+    if "inputs" in summary:
+        parts.append(f"from {summary['inputs']} file(s)")
+    return ", ".join(parts)
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m yt8m_kit.upload",
@@ -208,8 +220,6 @@ def main(argv=None):
 
         expected = read_ids_and_labels(args.data)[0]
     summary = validate(args.csv, expected)
-    from yt8m_kit.kaggle.submission_csv import describe_summary
-
     print(f"{args.csv}: valid ({describe_summary(summary)})", file=sys.stderr)
     if args.dry_run:
         print(f"dry run: would submit {args.csv} to {args.competition} with message {args.message!r}")
