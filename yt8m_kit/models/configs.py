@@ -170,6 +170,6 @@ MODELS = {
     "gru_tiny": ("frame", GRU(units=16), TINY_TRAIN, None),
     # The best of the baseline settings tried in bench/VIDEO_SEARCH.md.
     "video_logistic": ("video", VideoLogistic(), dataclasses.replace(VIDEO_TRAIN, epochs=8, lr=3e-3, lr_decay=0.8), None),
-    "video_moe": ("video", VideoMoE(), TrainSettings(), None),
+    "video_moe": ("video", VideoMoE(), VIDEO_TRAIN, None),  # video's schedule (bench/VIDEO_SEARCH.md, moe2_e12)
     "video": ("video", Video(), VIDEO_TRAIN, None),
 }

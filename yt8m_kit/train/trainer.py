@@ -80,7 +80,7 @@ def checked_count(pattern, files, config):
     from yt8m_kit.data import dataset as data_lib
 
     if config.skip_bad:
-        return count_examples(files)
+        return data_lib.count_records(files, skip_bad=True)  # the readable records, as the reader sees them
     ids, _ = data_lib.read_ids_and_labels(pattern, allow_2017=config.allow_2017)
     return len(ids)
 
