@@ -9,7 +9,8 @@ The client builds its endpoint from kagglesdk.kaggle_env._env_to_endpoint[Kaggle
 replaces that table entry (through pytest's monkeypatch, so it is restored afterwards).
 
 The server listens on 127.0.0.1 only, on a free port, and stops by itself after `lifetime_s`
-(or when the `with` block ends). Modes: "ok", "auth_fail" (401 on every call),
+(or when the `with` block ends). GetSubmission answers from `scoring` (a script of answers, for
+--wait). Modes: "ok", "auth_fail" (401 on every call),
 "upload_fail" (PUT answers 403), "hang" (StartSubmissionUpload never answers until the
 server stops), "flaky" (the first `flaky_failures` StartSubmissionUpload calls answer 503).
 """
@@ -26,8 +27,11 @@ SUBMISSION_REF = 424242
 
 class KaggleStub:
     def __init__(self, mode="ok", *, username="stub-user", key="stub-key-0123456789", lifetime_s=60.0,
-                 flaky_failures=1):
+                 flaky_failures=1, scoring=None):
         self.mode, self.username, self.key = mode, username, key
+        # GetSubmission answers, in order (the last repeats): (HTTP status, body) pairs, e.g.
+        # (404, ...) then (200, {"ref": ..., "status": "PENDING"}) then (200, {..., "status": "COMPLETE", ...}).
+        self.scoring = list(scoring or [(200, {"ref": SUBMISSION_REF, "status": "PENDING"})])
         self.lifetime_s, self.flaky_failures = lifetime_s, flaky_failures
         self.requests = []  # (method, path) in arrival order
         self.uploads = {}  # token -> bytes received by PUT
@@ -126,6 +130,13 @@ class _Handler(BaseHTTPRequestHandler):
             if request.get("blobFileTokens") not in stub.uploads:
                 return self._json(400, {"code": 400, "message": "unknown blob token"})
             return self._json(200, {"message": "Successfully submitted to YouTube-8M", "ref": SUBMISSION_REF})
+        if self.path == SERVICE + "GetSubmission":
+            with stub._lock:
+                polls = stub.count("POST", "GetSubmission")
+            status, answer = stub.scoring[min(polls, len(stub.scoring)) - 1]
+            if status != 200 or request.get("ref") == answer.get("ref"):
+                return self._json(status, answer)
+            return self._json(404, {"code": 404, "message": f"no submission {request.get('ref')}"})
         return self._json(404, {"code": 404, "message": f"no such method {self.path}"})
 
     def do_PUT(self):

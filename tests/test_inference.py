@@ -270,3 +270,19 @@ def test_repeats_on_a_video_level_model_say_they_do_nothing(video_data, tmp_path
     rc, _, err = run(["--model", ckpt, "--input", str(video_data / "test*.tfrecord"), "--output",
                       str(tmp_path / "v.csv"), "--repeats", "10", "--quiet"], capsys)
     assert rc == 0 and "repeats 10 (no effect: every member is video level" in err, err
+
+
+def test_upload_then_wait_for_the_leaderboard_score(run_dir, test_glob, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "submission.csv"
+    argv = ["--model", run_dir, "--input", test_glob, "--repeats", "1", "--output", str(out), *FAST,
+            "--upload", "--message", "stub run", "--upload-attempts", "1", "--wait", "30", "--poll-interval", "0.05"]
+    done = (200, {"ref": SUBMISSION_REF, "status": "COMPLETE", "publicScore": "0.8123"})
+    with KaggleStub("ok", scoring=[(200, {"ref": SUBMISSION_REF, "status": "PENDING"}), done]) as stub:
+        point_kaggle_at(monkeypatch, stub, tmp_path)
+        monkeypatch.setenv("KAGGLE_USERNAME", stub.username)
+        monkeypatch.setenv("KAGGLE_KEY", stub.key)
+        rc, stdout, err = run(argv, capsys)
+    assert rc == 0, err
+    assert f"submission {SUBMISSION_REF} scored: public 0.8123" in stdout
+    rc, _, err = run(["--model", run_dir, "--input", test_glob, "--wait"], capsys)
+    assert rc == 2 and "add --upload" in err

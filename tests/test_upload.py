@@ -111,3 +111,56 @@ def test_transient_503_is_retried_and_succeeds(monkeypatch, tmp_path, csv_file):
 
 def test_redact_hides_secrets():
     assert upload.redact("key=abcd1234 ok", ["abcd1234"]) == "key=*** ok"
+
+
+PENDING = (200, {"ref": SUBMISSION_REF, "status": "PENDING"})
+NOT_YET = (404, {"code": 404, "message": "not found"})
+
+
+def wait_cli(monkeypatch, tmp_path, csv_file, capsys, scoring, wait="30"):
+    with KaggleStub("ok", scoring=scoring) as stub:
+        stub_env(monkeypatch, tmp_path, stub)
+        rc = upload.main([csv_file, "--message", "m", "--attempts", "1", "--wait", wait, "--poll-interval", "0.05"])
+        polls = stub.count("POST", "GetSubmission")
+    out = capsys.readouterr()
+    return rc, out.out, out.err, polls
+
+
+def test_wait_prints_the_public_and_private_score(monkeypatch, tmp_path, csv_file, capsys, monkeypatch_sleep):
+    done = (200, {"ref": SUBMISSION_REF, "status": "COMPLETE", "publicScore": "0.87654", "privateScore": "0.87012"})
+    rc, out, err, polls = wait_cli(monkeypatch, tmp_path, csv_file, capsys, [NOT_YET, PENDING, PENDING, done])
+    assert rc == 0, err
+    assert f"submission {SUBMISSION_REF} scored: public 0.87654, private 0.87012" in out and polls == 4
+    assert "pending" in err  # each wait said what it was waiting for
+    hidden = (200, {"ref": SUBMISSION_REF, "status": "COMPLETE", "publicScore": "0.88"})
+    rc, out, _, _ = wait_cli(monkeypatch, tmp_path, csv_file, capsys, [hidden])
+    assert rc == 0 and "public 0.88 (private score not published)" in out
+
+
+def test_wait_on_an_error_status_exits_2_with_kaggles_reason(monkeypatch, tmp_path, csv_file, capsys, monkeypatch_sleep):
+    failed = (200, {"ref": SUBMISSION_REF, "status": "ERROR", "errorDescription": "Submission has 2 rows, expected 3"})
+    rc, out, err, _ = wait_cli(monkeypatch, tmp_path, csv_file, capsys, [PENDING, failed])
+    assert rc == 2 and "could not score submission" in err and "expected 3" in err and "Traceback" not in err
+    assert f"ref {SUBMISSION_REF}" in out  # the upload itself was reported first
+
+
+def test_wait_times_out_with_a_clear_message(monkeypatch, tmp_path, csv_file, capsys, monkeypatch_sleep):
+    rc, _, err, polls = wait_cli(monkeypatch, tmp_path, csv_file, capsys, [PENDING], wait="2")
+    assert rc == 2 and "still pending after" in err and f"kaggle competitions submission {SUBMISSION_REF}" in err
+    assert polls >= 2
+
+
+def test_wait_stops_on_a_refusal(monkeypatch, tmp_path, csv_file, capsys, monkeypatch_sleep):
+    rc, _, err, polls = wait_cli(monkeypatch, tmp_path, csv_file, capsys, [(403, {"code": 403, "message": "no"})])
+    assert rc == 2 and "refused to show submission" in err and polls == 1
+
+
+@pytest.fixture
+def monkeypatch_sleep(monkeypatch):
+    """Polls without real pauses: time moves on by each pause instead (the timeout logic still runs)."""
+    from yt8m_kit.kaggle import leaderboard
+
+    now = [0.0]
+    monkeypatch.setattr(leaderboard.time, "sleep", lambda s: now.__setitem__(0, now[0] + max(s, 0.5)))
+    monkeypatch.setattr(leaderboard.time, "monotonic", lambda: now[0])
+    return now

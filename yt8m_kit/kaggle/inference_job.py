@@ -182,6 +182,9 @@ def build_parser():
                         "1.57x) but about twice the peak memory (16.5 vs 8.1 GB at batch 32, 10 repeats); "
                         "scores equal to ~1e-7. Lower --batch-size to trade speed for memory")
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    from yt8m_kit.kaggle.upload import add_wait_options
+
+    add_wait_options(p)
     return p
 
 
@@ -200,6 +203,10 @@ def main(argv=None):
     from yt8m_kit.evaluate.predict_loop import parse_shard
 
     shard = parse_shard(args.shard) if args.shard else None
+    if args.wait is not None and not args.upload:
+        raise ConfigError("--wait waits for the score of an upload: add --upload")
+    if (args.wait is not None and args.wait <= 0) or args.poll_interval <= 0:
+        raise ConfigError("--wait and --poll-interval take a positive number of seconds")
     if args.upload_attempts < 1:
         raise ConfigError(f"--upload-attempts ({args.upload_attempts}) must be at least 1: it counts every try")
     if args.upload and shard is not None:
@@ -264,5 +271,7 @@ def main(argv=None):
     result = upload.submit(args.output, message=message, competition=args.competition,
                            attempts=args.upload_attempts, timeout_s=args.upload_timeout,
                            quiet=args.quiet, api=api)
-    print(f"submitted {args.output} to {args.competition}: ref {result.ref} ({result.message})")
+    print(f"submitted {args.output} to {args.competition}: ref {result.ref} ({result.message})", flush=True)
+    if args.wait is not None:
+        upload.report_score(api, result.ref, args)
     return 0

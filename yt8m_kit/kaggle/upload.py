@@ -206,7 +206,31 @@ def build_parser():
     p.add_argument("--attempts", type=int, default=3, help="tries in all for transient failures (default 3, at least 1)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for each try (default 900)")
     p.add_argument("--dry-run", action="store_true", help="validate only; do not contact Kaggle")
+    add_wait_options(p)
     return p
+
+
+def add_wait_options(p):
+    """--wait [SECONDS] and --poll-interval, shared by upload and inference.py."""
+    from yt8m_kit.kaggle.leaderboard import DEFAULT_POLL_S, DEFAULT_WAIT_S
+
+    p.add_argument("--wait", type=float, nargs="?", const=DEFAULT_WAIT_S, default=None, metavar="SECONDS",
+                   help=f"after the upload, poll Kaggle until the submission is scored and print its public score "
+                        f"(and the private one where Kaggle gives it); an error status or no score within SECONDS "
+                        f"(default {DEFAULT_WAIT_S:g} when given without a value) exits 2 with the reason "
+                        "(default: do not wait)")
+    p.add_argument("--poll-interval", type=float, default=DEFAULT_POLL_S, metavar="SECONDS",
+                   help="longest pause between two polls with --wait; they start at 5 s and double "
+                        "(default %(default)s)")
+
+
+def report_score(api, ref, args):
+    """--wait: poll until scored and print the score line (ScoreError otherwise)."""
+    from yt8m_kit.kaggle.leaderboard import wait_for_score
+
+    score = wait_for_score(api, ref, timeout_s=args.wait, poll_s=args.poll_interval)
+    print(score.describe())
+    return score
 
 
 @cli_main
@@ -214,6 +238,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.attempts < 1:
         raise UploadError(f"--attempts ({args.attempts}) must be at least 1: it counts every try, the first included")
+    if (args.wait is not None and args.wait <= 0) or args.poll_interval <= 0:
+        raise UploadError("--wait and --poll-interval take a positive number of seconds")
     expected = None
     if args.data:
         from yt8m_kit.data.dataset import read_ids_and_labels
@@ -224,9 +250,12 @@ def main(argv=None):
     if args.dry_run:
         print(f"dry run: would submit {args.csv} to {args.competition} with message {args.message!r}")
         return 0
+    api = authenticated_api()
     result = submit(args.csv, message=args.message, competition=args.competition,
-                    attempts=args.attempts, timeout_s=args.timeout)
-    print(f"submitted {args.csv} to {args.competition}: ref {result.ref} ({result.message})")
+                    attempts=args.attempts, timeout_s=args.timeout, api=api)
+    print(f"submitted {args.csv} to {args.competition}: ref {result.ref} ({result.message})", flush=True)
+    if args.wait is not None:
+        report_score(api, result.ref, args)
     return 0
 
 
