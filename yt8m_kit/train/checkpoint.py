@@ -5,6 +5,7 @@ RUN_DIR/
   ckpt-00001000/      model.json {"model", "overrides", "level", "step"}, model.weights.h5,
                       train_state/ (state.json + variables.npz: optimizer slots, RNG states)
   ckpt-averaged/      model.json (+ "averaged_steps", "bn_update") and model.weights.h5 (averaging.py)
+  ckpt-ema/           with train --ema: the weight EMA, model.json (+ "ema", "bn_update") and weights (ema.py)
 
 A checkpoint directory is built under a hidden temporary name and renamed into place, so
 a reader (or a run killed with SIGKILL) never sees a half-written `ckpt-*`.
@@ -26,6 +27,7 @@ MODEL_JSON = "model.json"
 WEIGHTS = "model.weights.h5"
 RUN_JSON = "run.json"
 AVERAGED = "ckpt-averaged"
+EMA = "ckpt-ema"  # train/ema.py
 _CKPT_RE = re.compile(r"^ckpt-(\d+)$")
 # Overrides that change how a model computes, not which weights it has.
 _PRECISION_KEYS = ("dtype",)
@@ -110,7 +112,8 @@ def has_checkpoint(path):
 
 
 def resolve_checkpoint(path):
-    """A checkpoint dir as is; a RUN_DIR -> its ckpt-averaged if present, else its latest.
+    """A checkpoint dir as is; a RUN_DIR -> its ckpt-averaged if present, else its ckpt-ema (weight EMA)
+    when it is as new as the latest checkpoint, else its latest.
 
     An average older than the run's newest checkpoint (the run was resumed after averaging) is
     refused with the fix, never used silently: re-average, or name the checkpoint to use."""
@@ -129,6 +132,11 @@ def resolve_checkpoint(path):
                 f"re-average (python -m yt8m_kit.average {path} --last K), or name the checkpoint to use "
                 f"({averaged} or {ckpts[-1][1]})")
         return averaged
+    ema = os.path.join(path, EMA)
+    if os.path.isfile(os.path.join(ema, MODEL_JSON)):  # a run trained with --ema (train/ema.py)
+        step = read_json(os.path.join(ema, MODEL_JSON), "checkpoint config").get("step")
+        if not ckpts or step == ckpts[-1][0]:
+            return ema
     if not ckpts:
         raise ConfigError(f"{path} holds no checkpoint (no ckpt-*/model.json): train first with "
                           f"python -m yt8m_kit.train --out {path} ...")
@@ -138,10 +146,12 @@ def resolve_checkpoint(path):
 def describe(ckpt):
     """One line on what a checkpoint directory holds, for the commands that resolve a run to it."""
     meta = read_json(os.path.join(ckpt, MODEL_JSON), "checkpoint config")
-    if "averaged_steps" not in meta:
-        return f"{ckpt} ({meta.get('model')}, step {meta.get('step')})"
     bn = meta.get("bn_update") or {"skipped": "made before BN statistics were recomputed"}
     bn_text = f"BN statistics recomputed on {bn['videos']} videos" if "videos" in bn else f"BN: {bn['skipped']}"
+    if "ema" in meta:
+        return f"{ckpt} ({meta.get('model')}, weight EMA (decay {meta['ema']['decay']:.6g}) at step {meta.get('step')}; {bn_text})"
+    if "averaged_steps" not in meta:
+        return f"{ckpt} ({meta.get('model')}, step {meta.get('step')})"
     return f"{ckpt} ({meta.get('model')}, average of steps {meta['averaged_steps']}; {bn_text})"
 
 

@@ -22,6 +22,7 @@ import os
 import sys
 
 from yt8m_kit.errors import cli_main
+from yt8m_kit.train.ema import parse_ema
 from yt8m_kit.train.config import TUNABLE, TrainConfig, describe_settings, parse_set, resolve_tunables, resolve_xla
 
 REGISTERED = "; a registered model may carry its own, used unless given here: python -m yt8m_kit.models --configs"
@@ -64,6 +65,11 @@ def build_parser():
                    help="drop unreadable or malformed records (CRC errors, truncated tails, wrong sizes) of "
                         "--train/--valid instead of stopping; the end of the run reports how many and the first "
                         "few file/record/reason (a resumed run may turn it on to get past a bad record)")
+    p.add_argument("--ema", metavar="DECAY_OR_HALFLIFE",
+                   help="keep an exponential moving average of the weights (the 1st place's EMA): a decay per step "
+                        "in (0, 1), e.g. 0.999, or a half-life in steps, e.g. 700; written as RUN_DIR/ckpt-ema at "
+                        "every checkpoint (batch-norm statistics recomputed), which the run then resolves to "
+                        "(default: no EMA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -78,7 +84,7 @@ def main(argv=None):
         checkpoint_every=a.checkpoint_every, keep=a.keep, precision=a.precision, strategy=a.strategy,
         tf_config=os.environ.get("TF_CONFIG") if a.strategy == "multi_worker" else None,
         seed=a.seed, frames=a.frames, xla=resolve_xla(a.model, a.xla, a.strategy), progress=not a.no_progress,
-        allow_2017=a.allow_2017, skip_bad=a.skip_bad)
+        allow_2017=a.allow_2017, skip_bad=a.skip_bad, ema=None if a.ema is None else parse_ema(a.ema))
     from yt8m_kit.train.trainer import train
 
     print(describe_settings(a.model, {k: getattr(a, k) for k in TUNABLE}, a.xla, a.strategy), file=sys.stderr)

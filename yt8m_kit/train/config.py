@@ -46,6 +46,7 @@ class TrainConfig:
     progress: bool = True
     allow_2017: bool = False  # read 2017 files (key video_id); training on them is refused (4716 classes)
     skip_bad: bool = False  # drop bad records (counted in TrainResult.skipped_records) instead of stopping
+    ema: float = None  # weight EMA decay per step (train/ema.py); None: no EMA
 
 
 @dataclasses.dataclass

@@ -223,6 +223,11 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
             result.checkpoint = ckpt_lib.save_checkpoint(
                 config.out, step, model, meta, optimizer=optimizer,
                 state={"examples_seen": step * config.batch_size, "seed": config.seed}, keep=config.keep)
+            if config.ema:
+                from yt8m_kit.train.averaging import BN_BATCHES
+                from yt8m_kit.train.ema import save_ema_checkpoint
+
+                save_ema_checkpoint(config.out, step, model, optimizer, meta, config.ema, BN_BATCHES)
         if validate is not None and (step % valid_every == 0 or step == total):
             result.valid = validate()
             progress.update(step, [("gap", result.valid.get("gap", float("nan")))])

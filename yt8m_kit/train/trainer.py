@@ -97,7 +97,8 @@ def build(config, strategy):
         schedule = keras.optimizers.schedules.ExponentialDecay(
             config.lr, decay_steps=max(1, round(config.lr_decay_examples / config.batch_size)),
             decay_rate=config.lr_decay, staircase=True)
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}  # train/ema.py
+        optimizer = keras.optimizers.Adam(learning_rate=schedule, **ema)
         optimizer.build(model.trainable_variables)
     # The seed has done its job (initial weights, dropout seed generators). Drop TF's global
     # seed again: the reader seeds its own ops (stateless sampling, a Python-int shuffle seed),
