@@ -80,6 +80,17 @@ def list_files(pattern):
     return files
 
 
+def data_signature(pattern):
+    """Names, sizes and mtimes of the files the pattern matches: changes when the data does."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in list_files(pattern):
+        st = os.stat(f)
+        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
 def detect_format(files, allow_2017=False):
     """Look at the first record of files[0]: FormatInfo(level, version)."""
     path = files[0]

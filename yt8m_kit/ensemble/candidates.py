@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from yt8m_kit.data.records import data_signature
 from yt8m_kit.ensemble import search
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.train import checkpoint as ckpt_lib
@@ -47,17 +48,6 @@ def default_valid(runs_dir):
         raise ConfigError(f"pass --valid PATTERN: the runs under {runs_dir} do not name one validation set "
                           f"(trained with --valid: {found})")
     return next(iter(patterns))
-
-
-def data_signature(pattern):
-    """Names, sizes and mtimes of the files the pattern matches: changes when the data does."""
-    from yt8m_kit.data.dataset import list_files
-
-    h = hashlib.sha256()
-    for f in list_files(pattern):
-        st = os.stat(f)
-        h.update(f"{os.path.abspath(f)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def prediction_key(fingerprint, valid, precision, repeats, seed, num_samples):

@@ -70,6 +70,13 @@ def build_parser():
                         "in (0, 1), e.g. 0.999, or a half-life in steps, e.g. 700; written as RUN_DIR/ckpt-ema at "
                         "every checkpoint (batch-norm statistics recomputed), which the run then resolves to "
                         "(default: no EMA)")
+    p.add_argument("--teacher", metavar="TEACHER",
+                   help="offline distillation: a submit.py output directory, a checkpoint or RUN_DIR, or a prediction "
+                        ".h5 covering every training video; its predictions on --train are made once and cached in "
+                        "RUN_DIR/teacher/ (default: no teacher, labels only)")
+    p.add_argument("--distill-lambda", type=float, default=0.5,
+                   help="with --teacher, the loss is lambda * BCE(student, teacher) + (1 - lambda) * BCE(student, "
+                        "labels) (default %(default)s, the 1st place's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -84,7 +91,8 @@ def main(argv=None):
         checkpoint_every=a.checkpoint_every, keep=a.keep, precision=a.precision, strategy=a.strategy,
         tf_config=os.environ.get("TF_CONFIG") if a.strategy == "multi_worker" else None,
         seed=a.seed, frames=a.frames, xla=resolve_xla(a.model, a.xla, a.strategy), progress=not a.no_progress,
-        allow_2017=a.allow_2017, skip_bad=a.skip_bad, ema=None if a.ema is None else parse_ema(a.ema))
+        allow_2017=a.allow_2017, skip_bad=a.skip_bad, ema=None if a.ema is None else parse_ema(a.ema),
+        teacher=a.teacher, distill_lambda=a.distill_lambda)
     from yt8m_kit.train.trainer import train
 
     print(describe_settings(a.model, {k: getattr(a, k) for k in TUNABLE}, a.xla, a.strategy), file=sys.stderr)

@@ -47,6 +47,8 @@ class TrainConfig:
     allow_2017: bool = False  # read 2017 files (key video_id); training on them is refused (4716 classes)
     skip_bad: bool = False  # drop bad records (counted in TrainResult.skipped_records) instead of stopping
     ema: float = None  # weight EMA decay per step (train/ema.py); None: no EMA
+    teacher: str = None  # offline distillation (train/distill.py): an ensemble, checkpoint or prediction file
+    distill_lambda: float = 0.5  # weight of the teacher's BCE (1 - it: the labels'), with --teacher
 
 
 @dataclasses.dataclass

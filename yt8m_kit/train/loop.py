@@ -28,7 +28,7 @@ def check_vocabulary(info, pattern):
     return info
 
 
-def make_train_dataset(config, level, start_example):
+def make_train_dataset(config, level, start_example, soft_target=None):
     import tensorflow as tf
 
     from yt8m_kit.data import dataset as data_lib
@@ -41,7 +41,10 @@ def make_train_dataset(config, level, start_example):
                                skip_bad=config.skip_bad, **kwargs)
     report = ds.skip_report
     keys = ("frames", "num_frames") if level == "frame" else ("features",)
-    ds = ds.map(lambda b: ({k: b[k] for k in keys}, b["labels"]))  # strings stay out of the replicas
+    if soft_target is None:
+        ds = ds.map(lambda b: ({k: b[k] for k in keys}, b["labels"]))  # strings stay out of the replicas
+    else:  # --teacher: lambda * teacher + (1 - lambda) * labels (train/distill.py), looked up by video id
+        ds = ds.map(lambda b: ({k: b[k] for k in keys}, soft_target(b["id"], b["labels"])))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = ds.with_options(options)
@@ -196,7 +199,12 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
     result = TrainResult(config.out, start, latest[-1][1] if latest else None, start, None, None, 0.0, 0.0)
     if start >= total:
         return result
-    ds = make_train_dataset(config, level, start_example=start * config.batch_size)
+    soft_target = None
+    if config.teacher:
+        from yt8m_kit.train.distill import prepare
+
+        soft_target = prepare(config, log=lambda msg: print(msg, file=sys.stderr))
+    ds = make_train_dataset(config, level, start_example=start * config.batch_size, soft_target=soft_target)
     batches = iter(strategy.experimental_distribute_dataset(ds))
     train_step = make_train_step(strategy, model, optimizer, config)
     writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if is_chief else None
