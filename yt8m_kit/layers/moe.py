@@ -17,8 +17,9 @@ from yt8m_kit import NUM_CLASSES
 class MixtureOfExperts(keras.layers.Layer):
     """(B, H) -> (B, C) probabilities in [0, 1]."""
 
-    def __init__(self, num_experts=2, num_classes=NUM_CLASSES, **kwargs):
+    def __init__(self, num_experts=2, num_classes=NUM_CLASSES, expert_bias=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.expert_bias_init = float(expert_bias)  # initial expert logit (the starter's: 0)
         if int(num_experts) < 1:
             raise ValueError(f"number of experts ({num_experts}) must be a positive integer")
         if int(num_classes) < 1:
@@ -36,7 +37,8 @@ class MixtureOfExperts(keras.layers.Layer):
                                            name="gate_kernel")
         self.expert_kernel = self.add_weight(shape=(dim, c * e), initializer="glorot_uniform",
                                              name="expert_kernel")
-        self.expert_bias = self.add_weight(shape=(c * e,), initializer="zeros", name="expert_bias")
+        self.expert_bias = self.add_weight(shape=(c * e,), initializer=keras.initializers.Constant(self.expert_bias_init),
+                                           name="expert_bias")
 
     def call(self, inputs):
         c, e = self.num_classes, self.num_experts
@@ -51,7 +53,8 @@ class MixtureOfExperts(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_experts": self.num_experts, "num_classes": self.num_classes})
+        config.update({"num_experts": self.num_experts, "num_classes": self.num_classes,
+                       "expert_bias": self.expert_bias_init})
         return config
 
 

@@ -109,6 +109,7 @@ class VideoMoE:
     """video_moe: the starter code's MoeModel on the raw video-level features."""
 
     num_experts: int = 2
+    output_bias: float = OUTPUT_BIAS  # the experts' initial bias (an initial value: old checkpoints load as before)
     dtype: str = "float32"
 
 

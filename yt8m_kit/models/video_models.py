@@ -29,10 +29,12 @@ def video_logistic(*, name, output_bias, dtype):
     return _finish(inputs, _head(inputs["features"], dtype, output_bias), name)
 
 
-def video_moe(*, name, num_experts, dtype):
-    """Starter MoeModel: mixture of 2 logistic experts (+ dummy) per class on the raw features."""
+def video_moe(*, name, num_experts, output_bias, dtype):
+    """Starter MoeModel: mixture of 2 logistic experts (+ dummy) per class on the raw features; the
+    experts' biases start at `output_bias` (the starter's 0 left every class at p = 1/3 for thousands of
+    steps: GAP 0.44 after 12 epochs on the real 23k videos, 0.66 with the prior)."""
     inputs = video_inputs()
-    p = MixtureOfExperts(num_experts, dtype=dtype, name="moe")(inputs["features"])
+    p = MixtureOfExperts(num_experts, expert_bias=output_bias, dtype=dtype, name="moe")(inputs["features"])
     return _finish(inputs, p, name)
 
 
