@@ -277,3 +277,16 @@ def test_tensorboard_reads_the_runs_losses_and_validation_gap(video_data, tmp_pa
     assert "loss" in tags and "valid/gap" in tags, tags
     gaps = {e.step: float(np.asarray(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors("valid/gap")}
     assert sorted(gaps) == [2, 4] and all(0 <= g <= 1 for g in gaps.values())
+
+
+def test_a_run_json_from_before_newer_settings_still_resumes():
+    """run.json written before --ema/--teacher existed lacks them: the run was trained as their defaults do,
+    so resuming it with the defaults is the same run, and asking for EMA is not."""
+    from yt8m_kit.train.config import run_differences
+
+    old = {"model": "video", "level": "video", "overrides": {}, "train": {"lr": 0.001, "batch_size": 256}}
+    new = {"model": "video", "level": "video", "overrides": {},
+           "train": {"lr": 0.001, "batch_size": 256, "ema": None, "teacher": None, "distill_lambda": 0.5}}
+    assert run_differences(old, new) == []
+    changed = dict(new, train=dict(new["train"], ema=0.999))
+    assert run_differences(old, changed) == ["train.ema (None -> 0.999)"]

@@ -78,8 +78,13 @@ def run_differences(old, new):
     for key in ("model", "level"):
         if old.get(key) != new.get(key):
             diffs.append(f"{key} ({old.get(key)!r} -> {new.get(key)!r})")
+    # A trainer setting added after a run.json was written (ema, teacher, distill_lambda, ...) is absent from
+    # it: the run was trained as that setting's default does, so the default is what it is compared with.
+    added = {"train": {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                       if f.default is not dataclasses.MISSING}}
     for group in ("overrides", "train"):
         a, b = old.get(group) or {}, new.get(group) or {}
+        a = {**{k: v for k, v in added.get(group, {}).items() if k in b and k not in a}, **a}
         diffs += [f"{group}.{k} ({a.get(k)!r} -> {b.get(k)!r})"
                   for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     return diffs
