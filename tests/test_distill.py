@@ -52,8 +52,9 @@ def test_teacher_predictions_are_made_once_and_reused(video_data, teacher_run, t
     assert distill(video_data, out, teacher_run, 2) == 0
     err = capsys.readouterr().err
     assert "teacher: predicting" in err
-    cached = os.listdir(out / "teacher")
+    cached = [n for n in os.listdir(out / "teacher") if n.endswith(".h5")]
     assert len(cached) == 1 and cached[0].startswith("teacher-")
+    assert json.load(open(out / "teacher" / "teacher.json"))["fingerprint"] == ck.fingerprint(str(teacher_run))
     pred = load_predictions(str(out / "teacher" / cached[0]))
     assert pred["attrs"]["kind"] == "checkpoint" and pred["attrs"]["fingerprint"] == ck.fingerprint(str(teacher_run))
     assert distill(video_data, out, teacher_run, 4) == 0  # resumed: the cache is current
@@ -107,3 +108,15 @@ def test_a_teacher_that_misses_training_videos_is_refused(video_data, tmp_path, 
     assert "lack 3 of the" in err and str(partial) in err
     assert distill(video_data, tmp_path / "t", tmp_path / "nothing") == 2
     assert "--teacher" in capsys.readouterr().err
+
+
+def test_a_resume_with_a_changed_teacher_is_refused(video_data, tmp_path, capsys):
+    teacher = tmp_path / "teacher"
+    ck.save_checkpoint(str(teacher), 1, create_model(MODEL), {"model": MODEL, "overrides": {}, "level": "video"})
+    out = tmp_path / "student"
+    assert distill(video_data, out, teacher, 2) == 0
+    ck.save_checkpoint(str(teacher), 2, create_model(MODEL), {"model": MODEL, "overrides": {}, "level": "video"})
+    capsys.readouterr()
+    assert distill(video_data, out, teacher, 4) == 2  # the run now resolves to other weights
+    err = capsys.readouterr().err
+    assert "was trained with another teacher" in err and "new --out" in err

@@ -125,15 +125,20 @@ def test_interrupted_run_leaves_no_csv(run_dir, test_glob, tmp_path, capsys, mon
     assert not out.exists() and os.listdir(out.parent) == []  # no half-written temp file either
 
 
+def with_credentials(monkeypatch, stub, tmp_path):
+    """kaggle pointed at the stub, its user and key in the environment."""
+    point_kaggle_at(monkeypatch, stub, tmp_path)
+    monkeypatch.setenv("KAGGLE_USERNAME", stub.username)
+    monkeypatch.setenv("KAGGLE_KEY", stub.key)
+
+
 def test_upload_end_to_end_and_failures(run_dir, test_glob, tmp_path, capsys, monkeypatch):
     out = tmp_path / "submission.csv"
     argv = ["--model", run_dir, "--input", test_glob, "--repeats", "2", "--output", str(out), *FAST,
             "--upload", "--competition", "youtube8m-2018", "--message", "stub run", "--upload-attempts", "1",
             "--upload-timeout", "20"]
     with KaggleStub("ok") as stub:
-        point_kaggle_at(monkeypatch, stub, tmp_path)
-        monkeypatch.setenv("KAGGLE_USERNAME", stub.username)
-        monkeypatch.setenv("KAGGLE_KEY", stub.key)
+        with_credentials(monkeypatch, stub, tmp_path)
         rc, stdout, err = run(argv, capsys)
     assert rc == 0, err
     assert f"ref {SUBMISSION_REF}" in stdout
@@ -142,9 +147,7 @@ def test_upload_end_to_end_and_failures(run_dir, test_glob, tmp_path, capsys, mo
     assert stub.key not in stdout + err
 
     with KaggleStub("upload_fail") as stub:
-        point_kaggle_at(monkeypatch, stub, tmp_path)
-        monkeypatch.setenv("KAGGLE_USERNAME", stub.username)
-        monkeypatch.setenv("KAGGLE_KEY", stub.key)
+        with_credentials(monkeypatch, stub, tmp_path)
         rc, stdout, err = run(argv, capsys)
     assert rc == 2 and "Could not submit to competition" in err and "python -m yt8m_kit.upload" in err
     assert stub.key not in stdout + err
@@ -278,9 +281,7 @@ def test_upload_then_wait_for_the_leaderboard_score(run_dir, test_glob, tmp_path
             "--upload", "--message", "stub run", "--upload-attempts", "1", "--wait", "30", "--poll-interval", "0.05"]
     done = (200, {"ref": SUBMISSION_REF, "status": "COMPLETE", "publicScore": "0.8123"})
     with KaggleStub("ok", scoring=[(200, {"ref": SUBMISSION_REF, "status": "PENDING"}), done]) as stub:
-        point_kaggle_at(monkeypatch, stub, tmp_path)
-        monkeypatch.setenv("KAGGLE_USERNAME", stub.username)
-        monkeypatch.setenv("KAGGLE_KEY", stub.key)
+        with_credentials(monkeypatch, stub, tmp_path)
         rc, stdout, err = run(argv, capsys)
     assert rc == 0, err
     assert f"submission {SUBMISSION_REF} scored: public 0.8123" in stdout

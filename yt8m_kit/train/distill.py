@@ -11,7 +11,8 @@ checkpoint or RUN_DIR, or a prediction file (.h5, `evaluate --save-predictions`)
 training video. The teacher's predictions on the training videos are computed once (one pass, one
 frame sub-sample of `DEFAULT_NUM_SAMPLES` frames per video for frame-level members, seed 0) and cached
 as RUN_DIR/teacher/teacher-<key>.h5, where the key fingerprints the teacher's weights and the training
-files: a changed teacher or changed data is predicted again, never mixed. They are held in memory as
+files: changed data is predicted again, never mixed; a teacher whose weights changed since the run
+started (RUN_DIR/teacher/teacher.json) is refused on resume. They are held in memory as
 float16 (N x 3862 x 2 bytes: 178 MB for 23k videos), so this suits video-level sets and frame-level
 sets of up to a few hundred thousand videos.
 """
@@ -99,11 +100,29 @@ def check_coverage(teacher_ids, train_ids, teacher):
                         f"(e.g. {missing[:3]}): give predictions on the --train files", file=teacher)
 
 
+def pin_teacher(config):
+    """The first start of a run records which teacher it learns from (RUN_DIR/teacher/teacher.json); a
+    resume whose teacher has other weights is refused, so that no run mixes two teachers' targets."""
+    from yt8m_kit.fileio import read_json, write_json
+
+    kind, fingerprint = teacher_fingerprint(config.teacher)
+    path = os.path.join(config.out, "teacher", "teacher.json")
+    if os.path.isfile(path):
+        pinned = read_json(path, "teacher record")
+        if pinned.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{config.out} was trained with another teacher ({pinned.get('kind')} "
+                              f"{pinned.get('teacher')}, fingerprint {str(pinned.get('fingerprint'))[:12]}); "
+                              f"{config.teacher} now has {fingerprint[:12]}: resume with that teacher, or use a new --out")
+    else:
+        write_json(path, {"teacher": os.path.abspath(config.teacher), "kind": kind, "fingerprint": fingerprint})
+
+
 def prepare(config, log=None):
     """The soft-target function for the training stream of a run with --teacher (predicting the teacher
     once when its cache is not current, then checking it covers every training video)."""
     from yt8m_kit.data import dataset as data_lib
 
+    pin_teacher(config)
     ids, scores = teacher_scores(config, log)
     if not config.skip_bad:
         check_coverage(ids, data_lib.read_ids_and_labels(config.train, allow_2017=config.allow_2017)[0],
