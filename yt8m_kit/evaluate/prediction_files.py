@@ -56,27 +56,48 @@ def _label_rows(labels, n):
     return rows
 
 
-_ABANDONED = []  # (h5py file, raw file) of writes given up after a failure: never closed, see _abort
-
-
-class _StopsAtFirstFailure:
-    """The file object h5py writes through. After a write fails (a full disk), later writes and flushes
-    pretend to succeed, writing nothing: HDF5 crashes the process (SIGSEGV) when it closes a file whose
-    flush fails again, and the file is deleted anyway."""
+class _NeverFails:
+    """The file object h5py writes through. HDF5 must never see a write fail: after a failed write it
+    crashed the process (SIGSEGV) when closing the file, or later at exit. So the first write that fails
+    (a full disk) is recorded in `failed` and, like every later write, kept in memory instead (reads see
+    it), and HDF5 goes on as if all were well; the writer then checks `failed`, closes the file normally
+    and deletes it. Only what is written between the failure and that check is held: a batch and the
+    closing metadata, a few MB."""
 
     def __init__(self, raw):
         self.raw, self.failed = raw, None
+        self.overlay = {}  # offset -> bytes, written after the failure
 
     def write(self, data):
+        data = bytes(data)
         if self.failed is None:
+            start = self.raw.tell()
             try:
                 return self.raw.write(data)
             except OSError as e:
                 self.failed = e
-                raise
-        size = memoryview(data).nbytes
-        self.raw.seek(size, 1)
-        return size
+                self.raw.seek(start)
+        self.overlay[self.raw.tell()] = data
+        self.raw.seek(len(data), 1)
+        return len(data)
+
+    def read(self, size=-1):
+        start = self.raw.tell()
+        data = bytearray(self.raw.read(size))
+        if self.overlay:
+            end = start + (size if size >= 0 else len(data))
+            data.extend(bytes(max(0, end - start - len(data))))
+            for offset, chunk in self.overlay.items():
+                lo, hi = max(offset, start), min(offset + len(chunk), end)
+                if lo < hi:
+                    data[lo - start:hi - start] = chunk[lo - offset:hi - offset]
+            self.raw.seek(end)
+        return bytes(data)
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
     def flush(self):
         if self.failed is None:
@@ -84,12 +105,11 @@ class _StopsAtFirstFailure:
                 self.raw.flush()
             except OSError as e:
                 self.failed = e
-                raise
 
     def truncate(self, size=None):
         return self.raw.truncate(size) if self.failed is None else size
 
-    def __getattr__(self, name):  # read, readinto, seek, tell, close, ...
+    def __getattr__(self, name):  # seek, tell, close, ...
         return getattr(self.raw, name)
 
 
@@ -113,7 +133,7 @@ class PredictionWriter:
         try:
             # h5py over a Python file object: a failed write (a full disk) raises OSError here, where
             # HDF5's own file driver crashed the process (SIGSEGV) on ENOSPC.
-            self._raw = _StopsAtFirstFailure(open(tmp, "w+b"))
+            self._raw = _NeverFails(open(tmp, "w+b"))
             f = self._file = h5py.File(self._raw, "w")
             c = self.num_classes
             self._ds = {"ids": f.create_dataset("ids", (0,), maxshape=(None,), dtype=_STR, chunks=(4096,)),
@@ -161,6 +181,7 @@ class PredictionWriter:
             f["label_indices"][self._nnz:] = flat
             self._nnz += len(flat)
         self._rows += b
+        self._check_writes()  # a full disk: raised here, after h5py finished its calls undisturbed
 
     def _close(self):
         try:
@@ -173,17 +194,15 @@ class PredictionWriter:
                 self._raw = None
 
     def _abort(self):
-        if self._raw is not None and self._raw.failed is not None:
-            # A write failed: HDF5 may crash the process if asked to close this file. Leave it open (its
-            # later writes go nowhere) and only delete it; the handles live until the process ends.
-            _ABANDONED.append((self._file, self._raw, self._ds))
-            self._file = self._raw = self._ds = None
-        else:
-            try:
-                self._close()
-            except (OSError, RuntimeError):
-                pass  # the file is removed anyway
+        try:
+            self._close()
+        except (OSError, RuntimeError):
+            pass  # the file is removed anyway
         self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+    def _check_writes(self):
+        if self._raw is not None and self._raw.failed is not None:
+            raise self._raw.failed
 
     def write_failure(self):
         """The OSError of the first write that failed (e.g. ENOSPC), whatever h5py raised instead."""
@@ -201,9 +220,12 @@ class PredictionWriter:
         if exc_type is not None:
             self._abort()
             return False
+        raw = self._raw
         try:
             self._file.attrs["num_videos"] = self._rows
             self._close()
+            if raw.failed is not None:
+                raise raw.failed
         except BaseException:
             self._abort()
             raise
