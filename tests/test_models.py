@@ -50,10 +50,10 @@ def paper_params():
 
 
 def test_registry_lists_every_required_model():
-    required = set(PAPER) | {"netvlad", "video_logistic", "video_moe", "video"}
-    required |= {f"{n}_tiny" for n in PAPER + ["netvlad"]}
+    required = set(PAPER) | {"netvlad", "nextvlad", "video_logistic", "video_moe", "video"}
+    required |= {f"{n}_tiny" for n in PAPER + ["netvlad", "nextvlad"]}
     assert required <= set(list_models())
-    assert list_models("*_tiny") == sorted(f"{n}_tiny" for n in PAPER + ["netvlad"])
+    assert list_models("*_tiny") == sorted(f"{n}_tiny" for n in PAPER + ["netvlad", "nextvlad"])
     assert {model_info(n)["level"] for n in PAPER} == {"frame"}
     assert model_info("soft_bof_4k")["paper_mib"] == 109 and model_info("video")["paper_mib"] is None
 
@@ -273,3 +273,17 @@ def test_budget_1gb_keeps_the_papers_six_members_in_bfloat16(paper_params):
     assert sorted((cands[m].run, cands[m].precision) for m in best.members) == sorted((n, "bfloat16") for n in PAPER)
     best, _, _ = search.search(cands, gap, parse_size("1e9"), overhead)
     assert "int8" in {cands[m].precision for m in best.members}
+
+
+def test_nextvlad_has_the_published_size_and_pools_groups():
+    """Lin et al. 2018's final NeXtVLAD (K 112, G 8, lambda 2, hidden 2048, r 16): 78.6M parameters."""
+    model = create_model("nextvlad")
+    assert abs(model.count_params() / 78.6e6 - 1) < 0.10
+    assert model_info("nextvlad")["paper_mib"] == pytest.approx(78.6e6 * 4 / 2**20)
+    rgb, audio = model.get_layer("rgb_nextvlad"), model.get_layer("audio_nextvlad")
+    assert (rgb.num_clusters, rgb.groups, rgb.group_size) == (112, 8, 256)  # 2 x 1024 / 8
+    assert (audio.num_clusters, audio.groups, audio.group_size) == (56, 4, 64)  # half the clusters and groups
+    assert model.get_layer("fusion").output.shape[-1] == 112 * 256 + 56 * 64
+    del model
+    keras.backend.clear_session()
+    gc.collect()

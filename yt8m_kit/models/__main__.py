@@ -1,7 +1,8 @@
 """List the registered models: python -m yt8m_kit.models [--configs] [--json] [--pattern P].
 
-Sizes (the default): builds each model once (paper-size ones allocate up to ~600 MB each, ~30 s for
-all on 2 cores). Bytes are parameter bytes: fp32 = 4 per parameter, bf16 = 2 (as after the bfloat16
+Sizes (the default): builds each model once (paper-size ones allocate up to ~600 MB each, ~40 s for
+all on 2 cores); "paper MiB" is the published size (Tang et al.'s Table 1 for the six sub-models, Lin
+et al.'s 78.6M parameters for nextvlad). Bytes are parameter bytes: fp32 = 4 per parameter, bf16 = 2 (as after the bfloat16
 cast). --configs: each model's architecture and the trainer settings it trains with, built from
 models/configs.py without building any model.
 """
@@ -41,7 +42,7 @@ def model_sizes(names):
 def format_table(rows):
     lines = [f"{'model':<22}{'level':<7}{'params':>13}{'MiB fp32':>10}{'MiB bf16':>10}{'paper MiB':>11}"]
     for r in rows:
-        paper = "" if r["paper_mib"] is None else f"{r['paper_mib']:g}"
+        paper = "" if r["paper_mib"] is None else f"{r['paper_mib']:.1f}".removesuffix(".0")
         lines.append(f"{r['name']:<22}{r['level']:<7}{r['params']:>13,}{r['bytes_fp32'] / 2**20:>10.1f}"
                      f"{r['bytes_bf16'] / 2**20:>10.1f}{paper:>11}")
     return "\n".join(lines)

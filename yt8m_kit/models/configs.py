@@ -97,6 +97,22 @@ class GRU(FrameModel):
 
 
 @dataclasses.dataclass(frozen=True)
+class NeXtVLADModel(FrameModel):
+    """nextvlad: Lin et al. 2018's best single model (the 3rd place): rgb and audio each pooled by NeXtVLAD
+    (audio with half the clusters and groups), concatenated -> BN -> dropout -> Dense(hidden) -> BN ->
+    SE gating (x * sigmoid(W2 relu(W1 x)), reduction r) -> logistic head. Their final setting: K 112,
+    G 8, lambda 2, hidden 2048, r 16: 78.6M parameters (ours 78.7M)."""
+
+    num_clusters: int = 112
+    groups: int = 8
+    expansion: float = 2.0
+    hidden_size: int = 2048
+    gating_reduction: int = 16
+    dropout: float = 0.5
+    output_bias: float = OUTPUT_BIAS
+
+
+@dataclasses.dataclass(frozen=True)
 class VideoLogistic:
     """video_logistic: one Dense(3862, sigmoid) on the 1152 video-level features."""
 
@@ -169,6 +185,11 @@ MODELS = {
     "soft_bof_4k_tiny": ("frame", SoftBoF(num_clusters=32, hidden_size=16), TINY_TRAIN, None),
     "soft_bof_8k_tiny": ("frame", SoftBoF(num_clusters=64, hidden_size=16), TINY_TRAIN, None),
     "gru_tiny": ("frame", GRU(units=16), TINY_TRAIN, None),
+    # Lin et al. 2018 (3rd place), beside the 4th place's members; paper size: their 78.6M parameters in MiB.
+    "nextvlad": ("frame", NeXtVLADModel(), PAPER_TRAIN, 78.6e6 * 4 / 2**20),
+    # expansion 0.5: the 1024 x (2 x 1024) expansion alone would be 2.1M parameters
+    "nextvlad_tiny": ("frame", NeXtVLADModel(num_clusters=8, groups=4, expansion=0.5, hidden_size=16,
+                                             gating_reduction=4), TINY_VLAD_TRAIN, None),
     # The best of the baseline settings tried in bench/VIDEO_SEARCH.md.
     "video_logistic": ("video", VideoLogistic(), dataclasses.replace(VIDEO_TRAIN, epochs=8, lr=3e-3, lr_decay=0.8), None),
     "video_moe": ("video", VideoMoE(), VIDEO_TRAIN, None),  # video's schedule (bench/VIDEO_SEARCH.md, moe2_e12)

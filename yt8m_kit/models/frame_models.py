@@ -14,8 +14,8 @@ Configurations (defaults, and why): models/configs.py; sizes against the paper's
 import keras
 
 from yt8m_kit import AUDIO_DIM, FEATURE_DIM, RGB_DIM
-from yt8m_kit.layers import (ContextGating, FeatureSlice, FlattenL2, FrameMasking, L2Normalize,
-                             MixtureOfExperts, NetVLAD, NonLocalBlock, SoftBoF, StackedGRU)
+from yt8m_kit.layers import (ContextGating, FeatureSlice, FlattenL2, FrameMasking, L2Normalize, Logistic,
+                             MixtureOfExperts, NetVLAD, NeXtVLAD, NonLocalBlock, SoftBoF, StackedGRU)
 
 
 def frame_inputs():
@@ -140,6 +140,31 @@ def gru(*, name, units, num_layers, num_experts, frame_l2, dtype):
     return keras.Model(inputs, out, name=name)
 
 
+def nextvlad(*, name, frame_l2, num_clusters, groups, expansion, hidden_size, gating_reduction, dropout, output_bias,
+             dtype):
+    """Lin et al. 2018: NeXtVLAD per modality (audio: K/2 clusters, G/2 groups) -> BN -> dropout -> Dense
+    -> BN -> SE gating -> logistic (float32 probabilities)."""
+    inputs = frame_inputs()
+    frames, mask = masked_frames(inputs, frame_l2, dtype)
+    rgb = FeatureSlice(0, RGB_DIM, dtype=dtype, name="rgb")(frames)
+    audio = FeatureSlice(RGB_DIM, FEATURE_DIM, dtype=dtype, name="audio")(frames)
+    v_rgb = NeXtVLAD(num_clusters, groups, expansion, dtype=dtype, name="rgb_nextvlad")([rgb, mask])
+    v_audio = NeXtVLAD(max(1, num_clusters // 2), max(1, groups // 2), expansion, dtype=dtype,
+                       name="audio_nextvlad")([audio, mask])
+    x = keras.layers.Concatenate(dtype=dtype, name="fusion")([v_rgb, v_audio])
+    x = keras.layers.BatchNormalization(dtype=dtype, name="fusion_bn")(x)
+    x = keras.layers.Dropout(dropout, dtype=dtype, name="fusion_dropout")(x)
+    x = keras.layers.Dense(hidden_size, use_bias=False, dtype=dtype, name="hidden")(x)
+    x = keras.layers.BatchNormalization(dtype=dtype, name="hidden_bn")(x)
+    squeeze = keras.layers.Dense(max(1, hidden_size // gating_reduction), activation="relu", dtype=dtype,
+                                 name="gating_squeeze")(x)
+    gate = keras.layers.Dense(hidden_size, activation="sigmoid", dtype=dtype, name="gating_excite")(squeeze)
+    x = keras.layers.Multiply(dtype=dtype, name="gating")([x, gate])
+    p = Logistic(bias_init=output_bias, dtype=dtype, name="logistic")(x)
+    return keras.Model(inputs, keras.layers.Activation("linear", dtype="float32", name="probabilities")(p), name=name)
+
+
 # The builder of each registered name (NAME_tiny uses NAME's); configurations: models/configs.py.
 BUILDERS = {"lfnl_netvlad": lfnl_netvlad, "lfnl_netrvlad": lfnl_netrvlad, "netvlad": netvlad,
-            "efnl_netvlad": efnl_netvlad, "soft_bof_4k": soft_bof, "soft_bof_8k": soft_bof, "gru": gru}
+            "efnl_netvlad": efnl_netvlad, "soft_bof_4k": soft_bof, "soft_bof_8k": soft_bof, "gru": gru,
+            "nextvlad": nextvlad}

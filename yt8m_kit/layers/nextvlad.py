@@ -1,0 +1,80 @@
+"""NeXtVLAD pooling (Lin et al. 2018, the 3rd place of the 2nd YouTube-8M challenge).
+
+Each frame x (N-d) is expanded to x' = W_e x + b_e (lambda*N-d) and split into G groups of
+D = lambda*N / G dimensions x'_g. Each group gets an attention alpha_g(x') = sigmoid(w_g . x' + b_g)
+(times the frame mask, so padding counts for nothing) and a soft assignment of its D-d vector to
+K clusters, a_gk(x') = softmax_k(w_gk . x' + b_gk). The descriptor
+    V(j, k) = sum_{t, g} alpha_g(x'_t) a_gk(x'_t) (x'_tg(j) - c_k(j))
+is intra-normalised (each cluster's D-d column to unit L2) and flattened to K*D = lambda*N*K/G values:
+G times fewer than NetVLAD on the expanded frames. The authors batch-normalise the frame-level
+assignment logits; as in the toolkit's NetVLAD a bias takes that place, so that padding frames cannot
+leak through batch statistics (batch norm comes after pooling, on the video-level vector).
+Softmax, sigmoid and norms compute in float32 under bfloat16.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from yt8m_kit.layers.numerics import l2_normalize, softmax32
+
+
+@keras.saving.register_keras_serializable(package="yt8m_kit")
+class NeXtVLAD(keras.layers.Layer):
+    """[frames (B, T, N), mask (B, T)] -> (B, K * lambda*N/G), intra-normalised per cluster, flattened.
+
+    Args: num_clusters K, groups G, expansion lambda (lambda*N must be a whole multiple of G; the paper's
+    lambda is 2, a tiny model may take less)."""
+
+    def __init__(self, num_clusters, groups=8, expansion=2.0, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_clusters) < 1 or int(groups) < 1 or float(expansion) <= 0:
+            raise ValueError(f"clusters ({num_clusters}) and groups ({groups}) must be positive integers and the "
+                             f"expansion ({expansion}) positive")
+        self.num_clusters, self.groups, self.expansion = int(num_clusters), int(groups), float(expansion)
+
+    def _widths(self, n):
+        wide = self.expansion * n
+        if n is None or wide != int(wide) or int(wide) % self.groups:
+            raise ValueError(f"expanded frame size {self.expansion} x {n} must be a whole multiple of the "
+                             f"{self.groups} groups")
+        return int(wide), int(wide) // self.groups
+
+    def build(self, input_shape):
+        n = input_shape[0][-1]
+        wide, self.group_size = self._widths(n)
+        k, g = self.num_clusters, self.groups
+        glorot = keras.initializers.GlorotUniform()
+        std = keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(wide))  # the authors' cluster weights
+        self.expand_kernel = self.add_weight(shape=(n, wide), initializer=glorot, name="expand_kernel")
+        self.expand_bias = self.add_weight(shape=(wide,), initializer="zeros", name="expand_bias")
+        self.attention_kernel = self.add_weight(shape=(wide, g), initializer=glorot, name="attention_kernel")
+        self.attention_bias = self.add_weight(shape=(g,), initializer="zeros", name="attention_bias")
+        self.cluster_kernel = self.add_weight(shape=(wide, g * k), initializer=std, name="cluster_kernel")
+        self.cluster_bias = self.add_weight(shape=(g * k,), initializer="zeros", name="cluster_bias")
+        self.centres = self.add_weight(shape=(k, self.group_size), initializer=std, name="centres")
+
+    def call(self, inputs):
+        frames, mask = inputs  # (B, T, N), (B, T)
+        k, g, d = self.num_clusters, self.groups, self.group_size
+        x = ops.matmul(frames, self.expand_kernel) + self.expand_bias  # (B, T, lambda N)
+        attention = ops.sigmoid(ops.cast(ops.matmul(x, self.attention_kernel) + self.attention_bias, "float32"))
+        attention = attention * ops.expand_dims(ops.cast(mask, "float32"), -1)  # (B, T, G): padding weighs 0
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        logits = ops.reshape(ops.matmul(x, self.cluster_kernel) + self.cluster_bias, (b, t, g, k))
+        assign = softmax32(logits)  # (B, T, G, K), per group
+        assign = assign * ops.cast(ops.expand_dims(attention, -1), assign.dtype)
+        groups = ops.reshape(x, (b, t, g, d))  # (B, T, G, D)
+        vlad = ops.einsum("btgk,btgd->bkd", assign, groups)  # (B, K, D)
+        mass = ops.expand_dims(ops.sum(assign, axis=(1, 2)), -1)  # (B, K, 1)
+        vlad = l2_normalize(vlad - mass * ops.expand_dims(ops.cast(self.centres, vlad.dtype), 0), axis=-1)
+        return ops.reshape(vlad, (b, k * d))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.num_clusters * self._widths(input_shape[0][-1])[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_clusters": self.num_clusters, "groups": self.groups, "expansion": self.expansion})
+        return config
