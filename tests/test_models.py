@@ -50,10 +50,11 @@ def paper_params():
 
 
 def test_registry_lists_every_required_model():
-    required = set(PAPER) | {"netvlad", "nextvlad", "video_logistic", "video_moe", "video"}
-    required |= {f"{n}_tiny" for n in PAPER + ["netvlad", "nextvlad"]}
+    beyond = ["netvlad", "nextvlad", "mix_nextvlad"]  # plain NetVLAD, and the 3rd place's models
+    required = set(PAPER + beyond) | {"video_logistic", "video_moe", "video"}
+    required |= {f"{n}_tiny" for n in PAPER + beyond}
     assert required <= set(list_models())
-    assert list_models("*_tiny") == sorted(f"{n}_tiny" for n in PAPER + ["netvlad", "nextvlad"])
+    assert list_models("*_tiny") == sorted(f"{n}_tiny" for n in PAPER + beyond)
     assert {model_info(n)["level"] for n in PAPER} == {"frame"}
     assert model_info("soft_bof_4k")["paper_mib"] == 109 and model_info("video")["paper_mib"] is None
 
@@ -287,3 +288,35 @@ def test_nextvlad_has_the_published_size_and_pools_groups():
     del model
     keras.backend.clear_session()
     gc.collect()
+
+
+def test_mix_nextvlad_size_and_its_training_loss():
+    """Three NeXtVLAD branches mixed by a gate (Lin et al.: 237M parameters); the branches' loss is the
+    sum of their BCEs and 9 x the binary KL from the mixture at T = 3, the mixture's side held fixed."""
+    import tensorflow as tf
+
+    model = create_model("mix_nextvlad")
+    assert abs(model.count_params() / 237e6 - 1) < 0.10
+    del model
+    keras.backend.clear_session()
+    gc.collect()
+    model = create_model("mix_nextvlad_tiny")
+    x = batch("mix_nextvlad_tiny")
+    labels = np.zeros((3, NUM_CLASSES), np.float32)
+    labels[:, :2] = 1
+    with tf.GradientTape() as tape:
+        probs = model(x, training=False)
+        extra = model.training_loss(labels)
+    mixture = model.get_layer("mixture")
+    mixed, stacked = (t.numpy() for t in mixture._last)
+    np.testing.assert_allclose(probs.numpy(), 1 / (1 + np.exp(-mixed)), atol=1e-6)
+
+    def sig(z):
+        return np.clip(1 / (1 + np.exp(-z)), 1e-6, 1 - 1e-6)
+
+    bce = -(labels[:, None] * np.log(sig(stacked)) + (1 - labels[:, None]) * np.log(1 - sig(stacked))).sum(-1).sum(1)
+    t, s = sig(mixed / 3.0)[:, None], sig(stacked / 3.0)
+    kl = (t * np.log(t / s) + (1 - t) * np.log((1 - t) / (1 - s))).sum(-1).sum(1)
+    np.testing.assert_allclose(extra.numpy(), bce + 9.0 * kl, rtol=2e-4)
+    grads = tape.gradient(extra, model.get_layer("gate").trainable_weights)
+    assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0 for g in grads)  # the teacher side is held fixed

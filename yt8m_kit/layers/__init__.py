@@ -3,6 +3,7 @@
 from yt8m_kit.layers.gating import ContextGating
 from yt8m_kit.layers.gru import StackedGRU
 from yt8m_kit.layers.masking import FeatureSlice, FrameMasking, MaskedMeanFrames
+from yt8m_kit.layers.mixture import BranchMixture
 from yt8m_kit.layers.moe import Logistic, MixtureOfExperts
 from yt8m_kit.layers.netvlad import FlattenL2, L2Normalize, NetRVLAD, NetVLAD
 from yt8m_kit.layers.nextvlad import NeXtVLAD
@@ -11,7 +12,7 @@ from yt8m_kit.layers.non_local import NonLocalBlock
 from yt8m_kit.layers.soft_bof import SoftBoF
 
 __all__ = [
-    "ContextGating", "FeatureSlice", "FlattenL2", "FrameMasking", "L2Normalize",
+    "BranchMixture", "ContextGating", "FeatureSlice", "FlattenL2", "FrameMasking", "L2Normalize",
     "Logistic", "MaskedMeanFrames", "MixtureOfExperts", "NetRVLAD", "NetVLAD", "NeXtVLAD", "NonLocalBlock", "SoftBoF", "StackedGRU",
     "frame_mask", "l2_normalize", "masked_mean", "softmax32",
 ]

@@ -13,9 +13,9 @@ Configurations (defaults, and why): models/configs.py; sizes against the paper's
 
 import keras
 
-from yt8m_kit import AUDIO_DIM, FEATURE_DIM, RGB_DIM
-from yt8m_kit.layers import (ContextGating, FeatureSlice, FlattenL2, FrameMasking, L2Normalize, Logistic,
-                             MixtureOfExperts, NetVLAD, NeXtVLAD, NonLocalBlock, SoftBoF, StackedGRU)
+from yt8m_kit import AUDIO_DIM, FEATURE_DIM, NUM_CLASSES, RGB_DIM
+from yt8m_kit.layers import (BranchMixture, ContextGating, FeatureSlice, FlattenL2, FrameMasking, L2Normalize, Logistic,
+                             MaskedMeanFrames, MixtureOfExperts, NetVLAD, NeXtVLAD, NonLocalBlock, SoftBoF, StackedGRU)
 
 
 def frame_inputs():
@@ -140,31 +140,60 @@ def gru(*, name, units, num_layers, num_experts, frame_l2, dtype):
     return keras.Model(inputs, out, name=name)
 
 
+def _nextvlad_hidden(frames, mask, prefix, num_clusters, groups, expansion, hidden_size, gating_reduction, dropout,
+                     dtype):
+    """NeXtVLAD per modality (audio: K/2 clusters, G/2 groups) -> BN -> dropout -> Dense -> BN -> SE gating."""
+    rgb = FeatureSlice(0, RGB_DIM, dtype=dtype, name=f"{prefix}rgb")(frames)
+    audio = FeatureSlice(RGB_DIM, FEATURE_DIM, dtype=dtype, name=f"{prefix}audio")(frames)
+    v_rgb = NeXtVLAD(num_clusters, groups, expansion, dtype=dtype, name=f"{prefix}rgb_nextvlad")([rgb, mask])
+    v_audio = NeXtVLAD(max(1, num_clusters // 2), max(1, groups // 2), expansion, dtype=dtype,
+                       name=f"{prefix}audio_nextvlad")([audio, mask])
+    x = keras.layers.Concatenate(dtype=dtype, name=f"{prefix}fusion")([v_rgb, v_audio])
+    x = keras.layers.BatchNormalization(dtype=dtype, name=f"{prefix}fusion_bn")(x)
+    x = keras.layers.Dropout(dropout, dtype=dtype, name=f"{prefix}fusion_dropout")(x)
+    x = keras.layers.Dense(hidden_size, use_bias=False, dtype=dtype, name=f"{prefix}hidden")(x)
+    x = keras.layers.BatchNormalization(dtype=dtype, name=f"{prefix}hidden_bn")(x)
+    squeeze = keras.layers.Dense(max(1, hidden_size // gating_reduction), activation="relu", dtype=dtype,
+                                 name=f"{prefix}gating_squeeze")(x)
+    gate = keras.layers.Dense(hidden_size, activation="sigmoid", dtype=dtype, name=f"{prefix}gating_excite")(squeeze)
+    return keras.layers.Multiply(dtype=dtype, name=f"{prefix}gating")([x, gate])
+
+
 def nextvlad(*, name, frame_l2, num_clusters, groups, expansion, hidden_size, gating_reduction, dropout, output_bias,
              dtype):
-    """Lin et al. 2018: NeXtVLAD per modality (audio: K/2 clusters, G/2 groups) -> BN -> dropout -> Dense
-    -> BN -> SE gating -> logistic (float32 probabilities)."""
+    """Lin et al. 2018's NeXtVLAD model -> logistic head (float32 probabilities)."""
     inputs = frame_inputs()
     frames, mask = masked_frames(inputs, frame_l2, dtype)
-    rgb = FeatureSlice(0, RGB_DIM, dtype=dtype, name="rgb")(frames)
-    audio = FeatureSlice(RGB_DIM, FEATURE_DIM, dtype=dtype, name="audio")(frames)
-    v_rgb = NeXtVLAD(num_clusters, groups, expansion, dtype=dtype, name="rgb_nextvlad")([rgb, mask])
-    v_audio = NeXtVLAD(max(1, num_clusters // 2), max(1, groups // 2), expansion, dtype=dtype,
-                       name="audio_nextvlad")([audio, mask])
-    x = keras.layers.Concatenate(dtype=dtype, name="fusion")([v_rgb, v_audio])
-    x = keras.layers.BatchNormalization(dtype=dtype, name="fusion_bn")(x)
-    x = keras.layers.Dropout(dropout, dtype=dtype, name="fusion_dropout")(x)
-    x = keras.layers.Dense(hidden_size, use_bias=False, dtype=dtype, name="hidden")(x)
-    x = keras.layers.BatchNormalization(dtype=dtype, name="hidden_bn")(x)
-    squeeze = keras.layers.Dense(max(1, hidden_size // gating_reduction), activation="relu", dtype=dtype,
-                                 name="gating_squeeze")(x)
-    gate = keras.layers.Dense(hidden_size, activation="sigmoid", dtype=dtype, name="gating_excite")(squeeze)
-    x = keras.layers.Multiply(dtype=dtype, name="gating")([x, gate])
+    x = _nextvlad_hidden(frames, mask, "", num_clusters, groups, expansion, hidden_size, gating_reduction, dropout,
+                         dtype)
     p = Logistic(bias_init=output_bias, dtype=dtype, name="logistic")(x)
     return keras.Model(inputs, keras.layers.Activation("linear", dtype="float32", name="probabilities")(p), name=name)
+
+
+def mix_nextvlad(*, name, frame_l2, branches, num_clusters, groups, expansion, hidden_size, gating_reduction,
+                 dropout, output_bias, temperature, distill_weight, dtype):
+    """Lin et al. 2018's mixture: `branches` NeXtVLAD models, their logits mixed by a gate on the batch-
+    normalised mean of the real frames; trained with on-the-fly distillation (layers/mixture.py). The
+    model's `training_loss(labels)` is the branches' part of the loss, which the trainer adds."""
+    inputs = frame_inputs()
+    frames, mask = masked_frames(inputs, frame_l2, dtype)
+    logits = []
+    for b in range(branches):
+        x = _nextvlad_hidden(frames, mask, f"branch{b}_", num_clusters, groups, expansion, hidden_size,
+                             gating_reduction, dropout, dtype)
+        logits.append(keras.layers.Dense(NUM_CLASSES, dtype=dtype, name=f"branch{b}_logits",
+                                         bias_initializer=keras.initializers.Constant(output_bias))(x))
+    mean = MaskedMeanFrames(dtype=dtype, name="frame_mean")([frames, inputs["num_frames"]])
+    mean = keras.layers.BatchNormalization(dtype=dtype, name="gate_bn")(mean)
+    gate = keras.layers.Dense(branches, dtype=dtype, name="gate")(mean)
+    mixture = BranchMixture(temperature, distill_weight, dtype=dtype, name="mixture")([gate, *logits])
+    model = keras.Model(inputs, keras.layers.Activation("linear", dtype="float32", name="probabilities")(mixture),
+                        name=name)
+    model.training_loss = model.get_layer("mixture").training_loss  # read by train/loop.make_train_step
+    return model
 
 
 # The builder of each registered name (NAME_tiny uses NAME's); configurations: models/configs.py.
 BUILDERS = {"lfnl_netvlad": lfnl_netvlad, "lfnl_netrvlad": lfnl_netrvlad, "netvlad": netvlad,
             "efnl_netvlad": efnl_netvlad, "soft_bof_4k": soft_bof, "soft_bof_8k": soft_bof, "gru": gru,
-            "nextvlad": nextvlad}
+            "nextvlad": nextvlad, "mix_nextvlad": mix_nextvlad}

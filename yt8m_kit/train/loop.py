@@ -78,11 +78,15 @@ def make_train_step(strategy, model, optimizer, config):
     from yt8m_kit.data import dataset as data_lib
 
     replicas = strategy.num_replicas_in_sync
+    extra_loss = getattr(model, "training_loss", None)
 
     def replica_step(inputs, labels):
         with tf.GradientTape() as tape:
             probs = model(inputs, training=True)
-            loss = tf.nn.compute_average_loss(cross_entropy(labels, probs), global_batch_size=config.batch_size)
+            per_video = cross_entropy(labels, probs)
+            if extra_loss is not None:  # a model's own training terms (mix_nextvlad's branches and distillation)
+                per_video = per_video + tf.cast(extra_loss(labels), tf.float32)
+            loss = tf.nn.compute_average_loss(per_video, global_batch_size=config.batch_size)
             if model.losses:
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         variables = model.trainable_variables

@@ -1,0 +1,56 @@
+"""The on-the-fly distillation mixture of branches (Lin et al. 2018, `mix_nextvlad`).
+
+M branches each give class logits z_m (B, C); a gate g = softmax(W BN(mean of the real frames)) (B, M)
+mixes them: z = sum_m g_m z_m, and the model outputs sigmoid(z). Training adds, per video,
+    sum_m BCE(labels, sigmoid(z_m)) + lambda * sum_m KL(sigmoid(z / T) || sigmoid(z_m / T))
+(binary KL summed over classes, the mixture's side held fixed: it teaches the branches), T = 3 and
+lambda = 9 as the authors; the trainer adds it to the mixture's own BCE through `training_loss(labels)`,
+which reads the logits of the last call made in the same step (train/loop.make_train_step).
+"""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="yt8m_kit")
+class BranchMixture(keras.layers.Layer):
+    """[gate logits (B, M), z_1 ... z_M (B, C) logits] -> (B, C) float32 probabilities of the mixture."""
+
+    def __init__(self, temperature=3.0, distill_weight=9.0, **kwargs):
+        super().__init__(**kwargs)
+        if float(temperature) <= 0 or float(distill_weight) < 0:
+            raise ValueError(f"temperature ({temperature}) must be positive and the distillation weight "
+                             f"({distill_weight}) not negative")
+        self.temperature, self.distill_weight = float(temperature), float(distill_weight)
+        self._last = None
+
+    def call(self, inputs):
+        gate_logits, branches = inputs[0], inputs[1:]
+        gate = ops.softmax(ops.cast(gate_logits, "float32"), axis=-1)  # (B, M)
+        stacked = ops.stack([ops.cast(z, "float32") for z in branches], axis=1)  # (B, M, C)
+        mixed = ops.sum(ops.expand_dims(gate, -1) * stacked, axis=1)  # (B, C)
+        self._last = (mixed, stacked)
+        return ops.sigmoid(mixed)
+
+    def training_loss(self, labels, eps=1e-6):
+        """(B,) the branches' BCE plus the weighted KL to the mixture, for the logits of the last call."""
+        mixed, stacked = self._last
+        labels = ops.expand_dims(ops.cast(labels, "float32"), 1)  # (B, 1, C)
+
+        def bce(target, logits):
+            p = ops.clip(ops.sigmoid(logits), eps, 1 - eps)
+            return -ops.sum(target * ops.log(p) + (1 - target) * ops.log(1 - p), axis=-1)
+
+        teacher = ops.clip(ops.sigmoid(ops.stop_gradient(mixed) / self.temperature), eps, 1 - eps)[:, None, :]
+        student = ops.clip(ops.sigmoid(stacked / self.temperature), eps, 1 - eps)
+        kl = ops.sum(teacher * ops.log(teacher / student) + (1 - teacher) * ops.log((1 - teacher) / (1 - student)),
+                     axis=-1)  # (B, M)
+        return ops.sum(bce(labels, stacked), axis=1) + self.distill_weight * ops.sum(kl, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"temperature": self.temperature, "distill_weight": self.distill_weight})
+        return config
