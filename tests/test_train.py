@@ -292,27 +292,30 @@ def test_a_run_json_from_before_newer_settings_still_resumes():
     assert run_differences(old, changed) == ["train.ema (None -> 0.999)"]
 
 
-def test_mix_nextvlad_trains_and_its_mixture_beats_each_branch(frame_data, tmp_path):
-    """On generated data: the trainer adds the mixture's branch losses, and the trained mixture scores a
-    higher validation GAP than any of its own branches alone."""
+def test_mix_nextvlad_trains_with_its_branch_losses(frame_data, tmp_path):
+    """The trainer adds mix_nextvlad's branch terms (its `training_loss`) to the mixture's BCE: the loss it
+    reports is the sum, and the mixture and every branch learn. (Whether the mixture beats its branches is
+    not asserted: on this data, in a few hundred steps, it did not; README, bench/README.md.)"""
     import keras
+    import tensorflow as tf
 
     from yt8m_kit.evaluate.metrics import gap
     from yt8m_kit.evaluate.predict_loop import predict_batches
+    from yt8m_kit.train.loop import cross_entropy
 
     out = tmp_path / "mix"
-    run_in_process(["python", "-m", "yt8m_kit.train", "--model", "mix_nextvlad_tiny",
-                    "--train", str(frame_data / "train*.tfrecord"), "--out", str(out), "--steps", "150",
-                    "--batch-size", "16", "--frames", "16", "--checkpoint-every", "150", "--no-progress"])
+    result = run_in_process(["python", "-m", "yt8m_kit.train", "--model", "mix_nextvlad_tiny",
+                             "--train", str(frame_data / "train*.tfrecord"), "--out", str(out), "--steps", "150",
+                             "--batch-size", "16", "--frames", "16", "--checkpoint-every", "150", "--no-progress"])
     model, _ = ck.load_model(str(out))
     valid = str(frame_data / "validate*.tfrecord")
-
-    def score(m):
-        parts = list(predict_batches(m, valid, num_samples=16))
-        return gap(np.concatenate([p for _, p, _ in parts]), np.concatenate([y for _, _, y in parts]))
-
-    mixture = score(model)
-    branches = [score(keras.Model(model.inputs, keras.layers.Activation("sigmoid", dtype="float32")(
-        model.get_layer(f"branch{b}_logits").output))) for b in range(3)]
-    print(f"mixture {mixture:.4f}, branches {[round(b, 4) for b in branches]}")
-    assert mixture > max(branches) > 0.05, (mixture, branches)
+    parts = list(predict_batches(model, valid, num_samples=16))
+    scores, labels = np.concatenate([p for _, p, _ in parts]), np.concatenate([y for _, _, y in parts])
+    mixture_bce = float(np.mean(cross_entropy(tf.constant(labels), tf.constant(scores)).numpy()))
+    assert result["loss"] > 2 * mixture_bce  # the reported loss holds the three branch BCEs too
+    for b in range(3):
+        branch = keras.Model(model.inputs, keras.layers.Activation("sigmoid", dtype="float32")(
+            model.get_layer(f"branch{b}_logits").output))
+        bparts = list(predict_batches(branch, valid, num_samples=16))
+        assert gap(np.concatenate([p for _, p, _ in bparts]), labels) > 0.1
+    assert gap(scores, labels) > 0.1
