@@ -185,7 +185,7 @@ def mix_nextvlad(*, name, frame_l2, branches, num_clusters, groups, expansion, h
                                          bias_initializer=keras.initializers.Constant(output_bias))(x))
     mean = MaskedMeanFrames(dtype=dtype, name="frame_mean")([frames, inputs["num_frames"]])
     mean = keras.layers.BatchNormalization(dtype=dtype, name="gate_bn")(mean)
-    gate = keras.layers.Dense(branches, kernel_initializer="zeros", dtype=dtype, name="gate")(mean)  # starts as the plain mean
+    gate = keras.layers.Dense(branches, dtype=dtype, name="gate")(mean)
     mixture = BranchMixture(temperature, distill_weight, dtype=dtype, name="mixture")([gate, *logits])
     model = keras.Model(inputs, keras.layers.Activation("linear", dtype="float32", name="probabilities")(mixture),
                         name=name)
