@@ -58,6 +58,11 @@ class SubmitConfig:
     fit_weights: bool = False  # try one weight per member (ensemble.weighting), kept only if it wins
 
 
+def run_name(run_dir):
+    """How the artifact and plan.json name a run: its directory's name (never an absolute path)."""
+    return os.path.basename(os.path.normpath(run_dir))
+
+
 def write_artifact(config, chosen, models, out, weights=None):
     """ensemble.keras + ensemble.json + model.tgz into the directory `out`; returns (ensemble.keras
     bytes, model.tgz bytes, sha256 of ensemble.keras).
@@ -67,7 +72,7 @@ def write_artifact(config, chosen, models, out, weights=None):
     from yt8m_kit.ensemble import artifact as ens_lib
 
     runs_root = os.path.abspath(config.runs)
-    specs = [{"run": os.path.basename(os.path.normpath(c.run)), "model": c.model, "overrides": c.overrides,
+    specs = [{"run": run_name(c.run), "model": c.model, "overrides": c.overrides,
               "precision": c.precision} for c in chosen]
     members = [dict(s, checkpoint=os.path.relpath(models[c.run][1]["path"], runs_root),
                     fingerprint=models[c.run][1]["fingerprint"]) for s, c in zip(specs, chosen)]
@@ -176,11 +181,9 @@ def plan_and_write(config, candidates, scorer, reporter, models, t0, log, halves
         why = explain(candidates, best, scorer.gap, config.budget, overhead)
         heldout = noise.report(best, reporter, candidates, seed=config.seed, weights=weights) \
             if reporter is not None else None
-        name = lambda c: os.path.basename(os.path.normpath(c.run))  # noqa: E731
         if heldout is not None:
-            heldout["members"] = [dict(m, run=os.path.basename(os.path.normpath(m["run"])))
-                                  for m in heldout["members"]]
-            heldout["best_member"] = os.path.basename(os.path.normpath(heldout["best_member"]))
+            heldout["members"] = [dict(m, run=run_name(m["run"])) for m in heldout["members"]]
+            heldout["best_member"] = run_name(heldout["best_member"])
         result = {
             "budget_bytes": int(config.budget),
             "total_bytes": int(sum(c.bytes for c in chosen)),
@@ -191,12 +194,13 @@ def plan_and_write(config, candidates, scorer, reporter, models, t0, log, halves
             "sha256": digest,
             "artifact_bytes": int(artifact_bytes),
             "upload_bytes": int(upload_bytes),
-            "members": [{"run": name(c), "model": c.model, "precision": c.precision, "bytes": int(c.bytes),
+            "members": [{"run": run_name(c.run), "model": c.model, "precision": c.precision, "bytes": int(c.bytes),
                          "gap": float(c.gap), "why": why[c.run]} for c in chosen],
-            "dropped": [{"run": os.path.basename(os.path.normpath(r)), "why": w}
+            "dropped": [{"run": run_name(r), "why": w}
                         for r, w in why.items() if r not in {c.run for c in chosen}],
             "choice": {"videos": int(scorer.n), "noise_z": config.noise_z, "best_scoring_gap": float(top.gap),
-                       "best_scoring_plan": [f"{name(candidates[m])}:{candidates[m].precision}" for m in top.members],
+                       "best_scoring_plan": [f"{run_name(candidates[m].run)}:{candidates[m].precision}"
+                                             for m in top.members],
                        "simplifications": steps},
             "search": {"method": how, "plans_scored": len(plans), "seconds": round(search_s, 3),
                        "overhead_bytes": int(overhead), "valid": config.valid, "runs": config.runs,

@@ -61,14 +61,13 @@ def _load_teacher_model(teacher, kind):
     return ckpt_lib.load_model(teacher)[0]
 
 
-def teacher_scores(config, log=None):
+def teacher_scores(config, kind, fingerprint, log=None):
     """(ids list[str], scores float16 (N, 3862)) of the teacher on --train, from the cache when current."""
     from yt8m_kit import DEFAULT_NUM_SAMPLES
     from yt8m_kit.data.records import data_signature
     from yt8m_kit.evaluate import prediction_files as pred_lib
 
     log = log or (lambda msg: None)
-    kind, fingerprint = teacher_fingerprint(config.teacher)
     if kind == "predictions":
         pred = pred_lib.load_predictions(config.teacher)
         return pred["ids"], np.asarray(pred["scores"], np.float16)
@@ -100,12 +99,11 @@ def check_coverage(teacher_ids, train_ids, teacher):
                         f"(e.g. {missing[:3]}): give predictions on the --train files", file=teacher)
 
 
-def pin_teacher(config):
+def pin_teacher(config, kind, fingerprint):
     """The first start of a run records which teacher it learns from (RUN_DIR/teacher/teacher.json); a
     resume whose teacher has other weights is refused, so that no run mixes two teachers' targets."""
     from yt8m_kit.fileio import read_json, write_json
 
-    kind, fingerprint = teacher_fingerprint(config.teacher)
     path = os.path.join(config.out, "teacher", "teacher.json")
     if os.path.isfile(path):
         pinned = read_json(path, "teacher record")
@@ -119,12 +117,13 @@ def pin_teacher(config):
 
 def prepare(config, log=None):
     """The soft-target function for the training stream of a run with --teacher (predicting the teacher
-    once when its cache is not current, then checking it covers every training video)."""
+    once when its cache is not current; a prediction file is checked to cover every training video)."""
     from yt8m_kit.data import dataset as data_lib
 
-    pin_teacher(config)
-    ids, scores = teacher_scores(config, log)
-    if not config.skip_bad:
+    kind, fingerprint = teacher_fingerprint(config.teacher)  # hashes the teacher once for both uses below
+    pin_teacher(config, kind, fingerprint)
+    ids, scores = teacher_scores(config, kind, fingerprint, log)
+    if kind == "predictions" and not config.skip_bad:  # the others were predicted on --train itself
         check_coverage(ids, data_lib.read_ids_and_labels(config.train, allow_2017=config.allow_2017)[0],
                        config.teacher)
     return soft_target_fn(ids, scores, config.distill_lambda)
