@@ -292,7 +292,8 @@ def test_nextvlad_has_the_published_size_and_pools_groups():
 
 def test_mix_nextvlad_size_and_its_training_loss():
     """Three NeXtVLAD branches mixed by a gate (Lin et al.: 237M parameters); the branches' loss is the
-    sum of their BCEs and 9 x the binary KL from the mixture at T = 3, the mixture's side held fixed."""
+    sum of their BCEs and 9 x the KL from the mixture's class softmax at T = 3 to each branch's (the
+    authors' code), and it reaches the gate through the mixture's side too."""
     import tensorflow as tf
 
     model = create_model("mix_nextvlad")
@@ -315,8 +316,14 @@ def test_mix_nextvlad_size_and_its_training_loss():
         return np.clip(1 / (1 + np.exp(-z)), 1e-6, 1 - 1e-6)
 
     bce = -(labels[:, None] * np.log(sig(stacked)) + (1 - labels[:, None]) * np.log(1 - sig(stacked))).sum(-1).sum(1)
-    t, s = sig(mixed / 3.0)[:, None], sig(stacked / 3.0)
-    kl = (t * np.log(t / s) + (1 - t) * np.log((1 - t) / (1 - s))).sum(-1).sum(1)
+    def softmax(z):
+        e = np.exp(z - z.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    t, s = softmax(mixed / 3.0)[:, None].astype(np.float64), softmax(stacked / 3.0).astype(np.float64)
+    kl = (t * np.log(t / s)).sum(-1).sum(1)
+    assert np.all(kl > 0)  # the branches differ from their mixture at initialisation
     np.testing.assert_allclose(extra.numpy(), bce + 9.0 * kl, rtol=2e-4)
-    grads = tape.gradient(extra, model.get_layer("gate").trainable_weights)
-    assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0 for g in grads)  # the teacher side is held fixed
+    gate_kernel = model.get_layer("gate").kernel
+    grad = tape.gradient(extra, gate_kernel)  # the branch BCEs do not depend on the gate: only the KL does
+    assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0

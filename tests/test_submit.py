@@ -318,3 +318,34 @@ def test_fit_weights_records_the_fit_and_the_check(runs, frame_data, tmp_path, m
             assert averaging == {"weights": [1.5, 0.5]} and "weighted_mean" in names
         else:
             assert averaging == "mean" and "mean" in names and "weighted_mean" not in names
+
+
+def test_the_3rd_place_models_go_through_average_submit_and_inference(frame_data, tmp_path):
+    """nextvlad and mix_nextvlad (tiny) are runs like any other: trained, averaged (BN recomputed), planned
+    in every precision, built into the one-graph ensemble, and run by inference.py to a complete CSV."""
+    import csv
+
+    import inference as inference_cli
+    from yt8m_kit.average import main as average_main
+    from yt8m_kit.train.cli import main as train_main
+
+    runs = tmp_path / "runs"
+    for name in ("nextvlad_tiny", "mix_nextvlad_tiny"):
+        train_main(["--model", name, "--train", str(frame_data / "train*.tfrecord"), "--out", str(runs / name),
+                    "--steps", "20", "--checkpoint-every", "10", "--batch-size", "8", "--frames", "8", "--no-progress"])
+        assert average_main([str(runs / name), "--bn-batches", "4"]) == 0
+    logs = []
+    plan = S.run_submit(config(runs, frame_data, tmp_path / "out", 10**9, repeats=2, num_samples=16,
+                               report_fraction=0, noise_z=0), log=logs.append)
+    assert sum("predict " in m for m in logs) == 6  # 2 runs x 3 precisions
+    assert plan["members"] and {m["model"] for m in plan["members"]} <= {"nextvlad_tiny", "mix_nextvlad_tiny"}
+    with open(tmp_path / "out" / "ensemble.json") as f:
+        assert all(m["checkpoint"].endswith("ckpt-averaged") for m in json.load(f)["members"])
+    out_csv = tmp_path / "sub.csv"
+    assert inference_cli.main(["--model", str(tmp_path / "out"), "--input", str(frame_data / "test*.tfrecord"),
+                               "--output", str(out_csv), "--repeats", "2", "--num-samples", "16", "--quiet"]) == 0
+    with open(out_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(frame_data / "test_solution.csv", newline="") as f:
+        assert len(rows) == len(list(csv.DictReader(f))) > 0
+    assert all(len(r["LabelConfidencePairs"].split()) == 40 for r in rows)

@@ -292,30 +292,46 @@ def test_a_run_json_from_before_newer_settings_still_resumes():
     assert run_differences(old, changed) == ["train.ema (None -> 0.999)"]
 
 
-def test_mix_nextvlad_trains_with_its_branch_losses(frame_data, tmp_path):
-    """The trainer adds mix_nextvlad's branch terms (its `training_loss`) to the mixture's BCE: the loss it
-    reports is the sum, and the mixture and every branch learn. (Whether the mixture beats its branches is
-    not asserted: on this data, in a few hundred steps, it did not; README, bench/README.md.)"""
+def test_mix_nextvlad_beats_its_own_branches(tmp_path):
+    """Lin et al.'s on-the-fly distillation mixture, trained by `train` (which adds the model's branch BCEs
+    and KL terms to the mixture's BCE: the loss it reports is the sum), scores a higher validation GAP than
+    each of its three branches alone, by more than 2 paired bootstrap standard errors. Generated data
+    (400 videos a split, 50 classes), 600 steps at the tiny models' rate: margins of 0.025 to 0.072 at
+    3.5 to 12 SE over seeds 0-3 (bench/README.md); the binary KL this replaced collapsed the gate onto
+    one branch, a margin of 0."""
     import keras
     import tensorflow as tf
 
+    from yt8m_kit.data import synth
+    from yt8m_kit.evaluate import bootstrap
     from yt8m_kit.evaluate.metrics import gap
     from yt8m_kit.evaluate.predict_loop import predict_batches
     from yt8m_kit.train.loop import cross_entropy
 
+    data = tmp_path / "data"
+    synth.generate(str(data), "frame", 400, seed=0, shards=2, classes=50, vocabulary=None, max_frames=40)
     out = tmp_path / "mix"
     result = run_in_process(["python", "-m", "yt8m_kit.train", "--model", "mix_nextvlad_tiny",
-                             "--train", str(frame_data / "train*.tfrecord"), "--out", str(out), "--steps", "150",
-                             "--batch-size", "16", "--frames", "16", "--checkpoint-every", "150", "--no-progress"])
+                             "--train", str(data / "train*.tfrecord"), "--out", str(out), "--steps", "600",
+                             "--batch-size", "16", "--frames", "16", "--checkpoint-every", "600", "--no-progress"])
     model, _ = ck.load_model(str(out))
-    valid = str(frame_data / "validate*.tfrecord")
-    parts = list(predict_batches(model, valid, num_samples=16))
-    scores, labels = np.concatenate([p for _, p, _ in parts]), np.concatenate([y for _, _, y in parts])
+    valid = str(data / "validate*.tfrecord")
+
+    def scores_of(m):
+        parts = list(predict_batches(m, valid, num_samples=16))
+        return np.concatenate([p for _, p, _ in parts]), np.concatenate([y for _, _, y in parts])
+
+    scores, labels = scores_of(model)
     mixture_bce = float(np.mean(cross_entropy(tf.constant(labels), tf.constant(scores)).numpy()))
     assert result["loss"] > 2 * mixture_bce  # the reported loss holds the three branch BCEs too
-    for b in range(3):
-        branch = keras.Model(model.inputs, keras.layers.Activation("sigmoid", dtype="float32")(
-            model.get_layer(f"branch{b}_logits").output))
-        bparts = list(predict_batches(branch, valid, num_samples=16))
-        assert gap(np.concatenate([p for _, p, _ in bparts]), labels) > 0.1
-    assert gap(scores, labels) > 0.1
+    branches = [scores_of(keras.Model(model.inputs, keras.layers.Activation("sigmoid", dtype="float32")(
+        model.get_layer(f"branch{b}_logits").output)))[0] for b in range(3)]
+    n, c = labels.shape
+    keys = np.flatnonzero(labels.ravel() > 0).astype(np.int64)
+    rankings = [bootstrap.Ranking.of_scores(s, keys) for s in [scores, *branches]]
+    draws = bootstrap.resample_gaps(rankings, bootstrap.positives_per_video(keys, n, c), resamples=200)
+    mixture_gap = gap(scores, labels)
+    for b, branch in enumerate(branches):
+        margin, se = mixture_gap - gap(branch, labels), bootstrap.standard_error(draws[:, 0] - draws[:, b + 1])
+        assert gap(branch, labels) > 0.3, b  # every branch learned
+        assert margin > 2 * se, (b, mixture_gap, margin, se)

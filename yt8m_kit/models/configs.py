@@ -115,8 +115,8 @@ class NeXtVLADModel(FrameModel):
 @dataclasses.dataclass(frozen=True)
 class MixNeXtVLAD(NeXtVLADModel):
     """mix_nextvlad: Lin et al.'s 3-branch on-the-fly distillation mixture of NeXtVLAD models (their 237M-
-    parameter submission): loss = BCE(mixture) + sum BCE(branch) + distill_weight * sum KL(mixture/T ||
-    branch/T), T = 3, weight 9 (their settings)."""
+    parameter submission): loss = BCE(mixture) + sum BCE(branch) + distill_weight * sum KL(softmax(mixture/T)
+    || softmax(branch/T)) (softmax over the classes), T = 3, weight 9 (their settings; layers/mixture.py)."""
 
     branches: int = 3
     temperature: float = 3.0
