@@ -9,7 +9,9 @@ with the same 16 sampled frames each, so differences are paired). Each run: `pyt
 --model NAME --steps STEPS --batch-size 16 --frames 16 --seed S` at the tiny models' rate (5e-3).
 Variants: the registered mixture (lambda 9, T 3), lambda 0 (branch BCEs and the gate only), the authors'
 flag defaults (lambda 1, T 2), and `nextvlad_tiny` at the branches' size (expansion 0.125, groups 2).
-Prints one line per run and a Markdown table (GAP, and paired differences +- bootstrap SE).
+Prints one line per run and a Markdown table (GAP, and paired differences +- bootstrap SE), then the
+mean of the single runs over the seeds (as many parameters as one mixture, trained independently)
+against each mixture.
 """
 
 import argparse
@@ -49,7 +51,7 @@ def run(args):
     if not os.path.exists(os.path.join(data, "summary.json")):
         synth.generate(data, "frame", args.videos, seed=0, shards=2, classes=50, vocabulary=None, max_frames=40)
     valid = os.path.join(data, "validate*.tfrecord")
-    rows = {}
+    rows, singles, mixtures = {}, [], []
     for seed in args.seeds:
         scored = {}  # variant -> (mixture or model scores, [branch scores])
         for name, (model_name, extra) in VARIANTS.items():
@@ -73,6 +75,8 @@ def run(args):
         keys = np.flatnonzero(labels.ravel() > 0).astype(np.int64)
         positives = bootstrap.positives_per_video(keys, n, c)
         names = list(scored)
+        singles.append(scored["single nextvlad_tiny"][0])
+        mixtures.append(scored[names[0]][0])
         flat = [scored[k][0] for k in names]
         main_branches = scored[names[0]][1]
         rankings = [bootstrap.Ranking.of_scores(s, keys) for s in flat + main_branches]
@@ -110,6 +114,14 @@ def run(args):
               + " | " + ", ".join(f"{g:.4f}" for g in row["branches"])
               + f" | {fmt(row['mix - best branch'])} | {fmt(row['mix - lambda 0'])} | {fmt(row['mix - single'])}"
               + f" | {fmt(row['lambda 0 - its best branch'])} |")
+    if len(singles) > 1:  # the same parameters spent on independent runs: the mean of the seeds' singles
+        mean = np.mean(singles, axis=0)
+        rankings = [bootstrap.Ranking.of_scores(s, keys) for s in [mean, *mixtures]]
+        draws = bootstrap.resample_gaps(rankings, positives, resamples=200, seed=0)
+        print(f"\nmean of the {len(singles)} independent single runs: GAP {gap(mean, labels):.4f}")
+        for seed, (i, m) in zip(rows, enumerate(mixtures)):
+            print(f"mix (seed {seed}) - that mean: {gap(m, labels) - gap(mean, labels):+.4f} ± "
+                  f"{bootstrap.standard_error(draws[:, i + 1] - draws[:, 0]):.4f}")
 
 
 def main(argv=None):

@@ -189,3 +189,16 @@ def test_paired_bootstrap_reads_a_kaggle_csv(tmp_path):
     expected = evaluate_csv(str(tmp_path / "b.csv"), a["ids"], labels, num_classes=50)["gap"]
     assert r["gap_b"] == pytest.approx(expected, abs=1e-12) and r["gap_b"] < r["gap_a"]
     assert r["se_diff"] > 0
+
+
+def test_mix_nextvlad_bench_runs_and_reports_paired_differences(tmp_path, capsys):
+    """bench/mix_nextvlad.py at a smoke size: every variant trains, and the table has the seed's row with
+    the mixture's GAP and its paired differences."""
+    import mix_nextvlad
+
+    mix_nextvlad.main(["--videos", "24", "--steps", "2", "--seeds", "0", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    row = [line for line in out.splitlines() if line.startswith("| 0 |")]
+    assert len(row) == 1 and row[0].count("±") == 4, out[-2000:]
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert all(0 <= float(g) <= 1 for g in cells[1:5])

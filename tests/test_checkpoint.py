@@ -223,3 +223,31 @@ def test_ensemble_member_saved_before_frame_l2_is_rebuilt_without_it():
     old = EnsembleMember.from_config(dict(member.get_config(), overrides={}))  # an artifact from before
     assert old.overrides == {"frame_l2": False}
     assert "frame_l2" not in [layer.name for layer in old.member().layers]
+
+
+def test_nextvlad_checkpoint_from_before_gating_bn_predicts_as_trained(tmp_path):
+    """NeXtVLAD's SE squeeze gained the authors' BN (no biases): a record that lacks `gating_bn` was built
+    with Dense + bias -> ReLU and loads as such; new records state the field, and build the BN."""
+    import keras
+
+    from yt8m_kit.models import create_model, explicit_overrides
+
+    assert explicit_overrides("nextvlad_tiny", {}) == {"frame_l2": True, "gating_bn": True}
+    assert "gating_bn" not in explicit_overrides("soft_bof_4k_tiny", {})  # only models that have the field
+    keras.utils.set_random_seed(2)
+    old = create_model("nextvlad_tiny", gating_bn=False)
+    assert "gating_bn" not in [layer.name for layer in old.layers] and old.get_layer("gating_excite").use_bias
+    path = ck.save_checkpoint(tmp_path / "old", 5, old, {"model": "nextvlad_tiny", "level": "frame",
+                                                         "overrides": {"frame_l2": True, "gating_bn": False}})
+    meta_path = os.path.join(path, ck.MODEL_JSON)
+    written = json.load(open(meta_path))
+    json.dump(dict(written, overrides={"frame_l2": True}), open(meta_path, "w"))  # as yesterday's code wrote it
+    rng = np.random.default_rng(0)
+    x = {"frames": rng.normal(size=(3, 7, 1152)).astype(np.float32), "num_frames": np.array([7, 4, 1], np.int32)}
+    loaded, meta = ck.load_model(tmp_path / "old")
+    assert meta["overrides"]["gating_bn"] is False
+    np.testing.assert_allclose(loaded(x, training=False), old(x, training=False), rtol=1e-6, atol=1e-7)
+    new = create_model("mix_nextvlad_tiny")
+    names = [layer.name for layer in new.layers]
+    assert all(f"branch{b}_gating_bn" in names for b in range(3))
+    assert not new.get_layer("branch0_gating_squeeze").use_bias and not new.get_layer("branch0_gating_excite").use_bias

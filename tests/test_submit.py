@@ -320,7 +320,7 @@ def test_fit_weights_records_the_fit_and_the_check(runs, frame_data, tmp_path, m
             assert averaging == "mean" and "mean" in names and "weighted_mean" not in names
 
 
-def test_the_3rd_place_models_go_through_average_submit_and_inference(frame_data, tmp_path):
+def test_the_3rd_place_models_go_through_average_submit_and_inference(frame_data, tmp_path, capsys):
     """nextvlad and mix_nextvlad (tiny) are runs like any other: trained, averaged (BN recomputed), planned
     in every precision, built into the one-graph ensemble, and run by inference.py to a complete CSV."""
     import csv
@@ -335,9 +335,12 @@ def test_the_3rd_place_models_go_through_average_submit_and_inference(frame_data
                     "--steps", "20", "--checkpoint-every", "10", "--batch-size", "8", "--frames", "8", "--no-progress"])
         assert average_main([str(runs / name), "--bn-batches", "4"]) == 0
     logs = []
+    capsys.readouterr()  # what training and averaging printed
     plan = S.run_submit(config(runs, frame_data, tmp_path / "out", 10**9, repeats=2, num_samples=16,
                                report_fraction=0, noise_z=0), log=logs.append)
     assert sum("predict " in m for m in logs) == 6  # 2 runs x 3 precisions
+    table = capsys.readouterr().out
+    assert "\nmix_nextvlad_tiny  " in table and str(runs) not in table  # runs named as plan.json names them
     assert plan["members"] and {m["model"] for m in plan["members"]} <= {"nextvlad_tiny", "mix_nextvlad_tiny"}
     with open(tmp_path / "out" / "ensemble.json") as f:
         assert all(m["checkpoint"].endswith("ckpt-averaged") for m in json.load(f)["members"])

@@ -31,6 +31,12 @@ def find_runs(runs_dir):
     return runs
 
 
+def run_name(run_dir):
+    """How plan.json, the artifact and the printed tables name a run: its directory's name (never an
+    absolute path); unique, since runs are the directories directly under --runs (find_runs)."""
+    return os.path.basename(os.path.normpath(run_dir))
+
+
 def default_valid(runs_dir):
     """The validation pattern the runs under `runs_dir` were trained with (run.json), when
     they name exactly one; else a ConfigError asking for --valid."""

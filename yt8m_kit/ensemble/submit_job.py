@@ -25,7 +25,7 @@ import time
 
 from yt8m_kit.ensemble import noise, weighting
 from yt8m_kit.ensemble import search as plan_lib
-from yt8m_kit.ensemble.candidates import build_candidates
+from yt8m_kit.ensemble.candidates import build_candidates, run_name
 from yt8m_kit.ensemble.summary import explain, format_tables, plot_plans
 from yt8m_kit.errors import ConfigError
 from yt8m_kit import DEFAULT_NUM_SAMPLES, DEFAULT_REPEATS
@@ -56,11 +56,6 @@ class SubmitConfig:
     report_fraction: float = 0.5  # validation videos held out from every choice, to report on
     noise_z: float = 2.0  # standard errors a lower precision or an extra member must win by
     fit_weights: bool = False  # try one weight per member (ensemble.weighting), kept only if it wins
-
-
-def run_name(run_dir):
-    """How the artifact and plan.json name a run: its directory's name (never an absolute path)."""
-    return os.path.basename(os.path.normpath(run_dir))
 
 
 def write_artifact(config, chosen, models, out, weights=None):

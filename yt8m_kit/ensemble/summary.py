@@ -1,6 +1,7 @@
 """What submit.py shows: the printed tables and plan.png (GAP vs size of every plan scored)."""
 
 from yt8m_kit.ensemble import search as plan_lib
+from yt8m_kit.ensemble.candidates import run_name
 from yt8m_kit.fileio import atomic_path
 
 MIB = 2**20
@@ -46,12 +47,12 @@ def plot_plans(path, plans, best, budget):
 def format_tables(candidates, plan, why, budget, artifact_bytes=None, videos=None, steps=(), heldout=None):
     """The printed report: the candidate table, each run's fate in `plan` and why, the noise rule's
     steps and the held-out score."""
-    width = max([len(c.run) for c in candidates] + [3])
+    width = max([len(run_name(c.run)) for c in candidates] + [3])
     lines = [f"Candidates (validation GAP@20{f' on the {videos} videos that choose' if videos else ''}; "
              "MiB = exact bytes of the stored weights / 2^20)",
              f"{'run':<{width}}  {'model':<20} {'precision':<9} {'MiB':>10} {'GAP':>8}"]
     for c in candidates:
-        lines.append(f"{c.run:<{width}}  {c.model:<20} {c.precision:<9} {c.bytes / MIB:>10.3f} {c.gap:>8.4f}")
+        lines.append(f"{run_name(c.run):<{width}}  {c.model:<20} {c.precision:<9} {c.bytes / MIB:>10.3f} {c.gap:>8.4f}")
     size = sum(candidates[m].bytes for m in plan.members)
     lines += ["", f"Plan: {len(plan.members)} member(s), {size / MIB:.3f} MiB of weights"
               + (f", artifact {artifact_bytes / MIB:.3f} MiB" if artifact_bytes is not None else "")
@@ -59,7 +60,7 @@ def format_tables(candidates, plan, why, budget, artifact_bytes=None, videos=Non
               f"{'run':<{width}}  {'choice':<9} why"]
     chosen = {candidates[m].run: candidates[m].precision for m in plan.members}
     for run, text in why.items():
-        lines.append(f"{run:<{width}}  {chosen.get(run, 'dropped'):<9} {text}")
+        lines.append(f"{run_name(run):<{width}}  {chosen.get(run, 'dropped'):<9} {text}")
     if steps:
         lines += ["", "Simplifications of the best-scoring plan (kept when it wins by at most z standard errors "
                       "of the paired difference):"]

@@ -100,14 +100,21 @@ class GRU(FrameModel):
 class NeXtVLADModel(FrameModel):
     """nextvlad: Lin et al. 2018's best single model (the 3rd place): rgb and audio each pooled by NeXtVLAD
     (audio with half the clusters and groups), concatenated -> BN -> dropout -> Dense(hidden) -> BN ->
-    SE gating (x * sigmoid(W2 relu(W1 x)), reduction r) -> logistic head. Their final setting: K 112,
-    G 8, lambda 2, hidden 2048, r 16: 78.6M parameters (ours 78.7M)."""
+    SE gating (x * sigmoid(W2 relu(BN(W1 x))), reduction r) -> logistic head. Their final setting: K 112,
+    G 8, lambda 2, hidden 2048, r 16: 78.6M parameters (ours 78.7M). Two differences from their code,
+    both kept for the toolkit's frame models' sake: a bias in place of BN on the frame-level assignment
+    logits (layers/nextvlad.py), and frames L2-normalised first (frame_l2; their train.py has it
+    commented out: `--set frame_l2=false` feeds raw frames as they did)."""
 
     num_clusters: int = 112
     groups: int = 8
     expansion: float = 2.0
     hidden_size: int = 2048
     gating_reduction: int = 16
+    # The SE gating's squeeze as the authors' code (linrongc/youtube-8m nextvlad.py): W1 x -> BN -> ReLU ->
+    # sigmoid(W2 .), no biases. False: W1 x + b1 -> ReLU -> sigmoid(W2 . + b2), what nextvlad runs trained
+    # before this field existed were built with (LEGACY_VALUES).
+    gating_bn: bool = True
     dropout: float = 0.5
     output_bias: float = OUTPUT_BIAS
 
@@ -162,7 +169,8 @@ class Video:
 # Architecture fields added after checkpoints were first written, with the value that reproduces what
 # those checkpoints were trained with. A saved record (model.json, run.json, an ensemble member) that
 # lacks one predates it and gets this value; everything written now carries every such field explicitly.
-LEGACY_VALUES = {"frame_l2": False}  # frames were fed unnormalised before 2026-12-03
+# frames were fed unnormalised before 2026-12-03; NeXtVLAD's gating squeeze had no BN before 2026-12-03 (evening)
+LEGACY_VALUES = {"frame_l2": False, "gating_bn": False}
 
 PAPER_TRAIN = TrainSettings(xla=True)  # Tang et al.'s Adam 2e-4 and the starter's decay: the trainer's defaults
 # What `video` was tuned with (bench/VIDEO_SEARCH.md): decay x0.85 about every epoch of the ~29k

@@ -140,9 +140,10 @@ def gru(*, name, units, num_layers, num_experts, frame_l2, dtype):
     return keras.Model(inputs, out, name=name)
 
 
-def _nextvlad_hidden(frames, mask, prefix, num_clusters, groups, expansion, hidden_size, gating_reduction, dropout,
-                     dtype):
-    """NeXtVLAD per modality (audio: K/2 clusters, G/2 groups) -> BN -> dropout -> Dense -> BN -> SE gating."""
+def _nextvlad_hidden(frames, mask, prefix, num_clusters, groups, expansion, hidden_size, gating_reduction, gating_bn,
+                     dropout, dtype):
+    """NeXtVLAD per modality (audio: K/2 clusters, G/2 groups) -> BN -> dropout -> Dense -> BN -> SE gating
+    (gating_bn: squeeze without bias -> BN -> ReLU, excite without bias, as the authors' code)."""
     rgb = FeatureSlice(0, RGB_DIM, dtype=dtype, name=f"{prefix}rgb")(frames)
     audio = FeatureSlice(RGB_DIM, FEATURE_DIM, dtype=dtype, name=f"{prefix}audio")(frames)
     v_rgb = NeXtVLAD(num_clusters, groups, expansion, dtype=dtype, name=f"{prefix}rgb_nextvlad")([rgb, mask])
@@ -153,25 +154,31 @@ def _nextvlad_hidden(frames, mask, prefix, num_clusters, groups, expansion, hidd
     x = keras.layers.Dropout(dropout, dtype=dtype, name=f"{prefix}fusion_dropout")(x)
     x = keras.layers.Dense(hidden_size, use_bias=False, dtype=dtype, name=f"{prefix}hidden")(x)
     x = keras.layers.BatchNormalization(dtype=dtype, name=f"{prefix}hidden_bn")(x)
-    squeeze = keras.layers.Dense(max(1, hidden_size // gating_reduction), activation="relu", dtype=dtype,
-                                 name=f"{prefix}gating_squeeze")(x)
-    gate = keras.layers.Dense(hidden_size, activation="sigmoid", dtype=dtype, name=f"{prefix}gating_excite")(squeeze)
+    width = max(1, hidden_size // gating_reduction)
+    if gating_bn:
+        squeeze = keras.layers.Dense(width, use_bias=False, dtype=dtype, name=f"{prefix}gating_squeeze")(x)
+        squeeze = keras.layers.BatchNormalization(dtype=dtype, name=f"{prefix}gating_bn")(squeeze)
+        squeeze = keras.layers.Activation("relu", dtype=dtype, name=f"{prefix}gating_relu")(squeeze)
+    else:
+        squeeze = keras.layers.Dense(width, activation="relu", dtype=dtype, name=f"{prefix}gating_squeeze")(x)
+    gate = keras.layers.Dense(hidden_size, activation="sigmoid", use_bias=not gating_bn, dtype=dtype,
+                              name=f"{prefix}gating_excite")(squeeze)
     return keras.layers.Multiply(dtype=dtype, name=f"{prefix}gating")([x, gate])
 
 
-def nextvlad(*, name, frame_l2, num_clusters, groups, expansion, hidden_size, gating_reduction, dropout, output_bias,
-             dtype):
+def nextvlad(*, name, frame_l2, num_clusters, groups, expansion, hidden_size, gating_reduction, gating_bn, dropout,
+             output_bias, dtype):
     """Lin et al. 2018's NeXtVLAD model -> logistic head (float32 probabilities)."""
     inputs = frame_inputs()
     frames, mask = masked_frames(inputs, frame_l2, dtype)
-    x = _nextvlad_hidden(frames, mask, "", num_clusters, groups, expansion, hidden_size, gating_reduction, dropout,
-                         dtype)
+    x = _nextvlad_hidden(frames, mask, "", num_clusters, groups, expansion, hidden_size, gating_reduction, gating_bn,
+                         dropout, dtype)
     p = Logistic(bias_init=output_bias, dtype=dtype, name="logistic")(x)
     return keras.Model(inputs, keras.layers.Activation("linear", dtype="float32", name="probabilities")(p), name=name)
 
 
 def mix_nextvlad(*, name, frame_l2, branches, num_clusters, groups, expansion, hidden_size, gating_reduction,
-                 dropout, output_bias, temperature, distill_weight, dtype):
+                 gating_bn, dropout, output_bias, temperature, distill_weight, dtype):
     """Lin et al. 2018's mixture: `branches` NeXtVLAD models, their logits mixed by a gate on the batch-
     normalised mean of the real frames; trained with on-the-fly distillation (layers/mixture.py). The
     model's `training_loss(labels)` is the branches' part of the loss, which the trainer adds."""
@@ -180,7 +187,7 @@ def mix_nextvlad(*, name, frame_l2, branches, num_clusters, groups, expansion, h
     logits = []
     for b in range(branches):
         x = _nextvlad_hidden(frames, mask, f"branch{b}_", num_clusters, groups, expansion, hidden_size,
-                             gating_reduction, dropout, dtype)
+                             gating_reduction, gating_bn, dropout, dtype)
         logits.append(keras.layers.Dense(NUM_CLASSES, dtype=dtype, name=f"branch{b}_logits",
                                          bias_initializer=keras.initializers.Constant(output_bias))(x))
     mean = MaskedMeanFrames(dtype=dtype, name="frame_mean")([frames, inputs["num_frames"]])
