@@ -327,3 +327,18 @@ def test_mix_nextvlad_size_and_its_training_loss():
     gate_kernel = model.get_layer("gate").kernel
     grad = tape.gradient(extra, gate_kernel)  # the branch BCEs do not depend on the gate: only the KL does
     assert grad is not None and float(tf.reduce_max(tf.abs(grad))) > 0
+
+
+@pytest.mark.parametrize("name", LIGHT)
+def test_no_two_weights_start_from_the_same_random_draws(name):
+    """An unseeded Keras initializer returns the same values at every call: shared between two weights
+    of a layer it made NetVLAD's centres a copy of its assignment kernel's first values, and NeXtVLAD's
+    attention kernel a copy of its expansion's. Every random weight must start from draws of its own."""
+    keras.utils.set_random_seed(0)
+    model = create_model(name)
+    random = {w.path: np.ravel(keras.ops.convert_to_numpy(w)) for w in model.weights}
+    random = {p: v[:16] for p, v in random.items() if v.size >= 16 and np.std(v[:16]) > 0}
+    paths = sorted(random)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            assert abs(np.corrcoef(random[a], random[b])[0, 1]) < 0.99, (a, b)

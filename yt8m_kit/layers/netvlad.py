@@ -40,14 +40,17 @@ class NetVLAD(keras.layers.Layer):
             raise ValueError(f"feature size ({dim}) must be known and positive; got input shape {input_shape[0]}")
         self.feature_size = int(dim)
         std = 1.0 / math.sqrt(dim)  # WILLOW's initialisation
-        init = keras.initializers.RandomNormal(stddev=std)
+        # One initializer per weight: an unseeded Keras initializer draws the same values at every call,
+        # so a shared one made the centres a copy of the assignment kernel's first values.
         self.cluster_kernel = self.add_weight(
-            shape=(dim, self.num_clusters), initializer=init, name="cluster_kernel")
+            shape=(dim, self.num_clusters), initializer=keras.initializers.RandomNormal(stddev=std),
+            name="cluster_kernel")
         self.cluster_bias = self.add_weight(
             shape=(self.num_clusters,), initializer="zeros", name="cluster_bias")
         if self.centred:
             self.centres = self.add_weight(
-                shape=(self.num_clusters, dim), initializer=init, name="centres")
+                shape=(self.num_clusters, dim), initializer=keras.initializers.RandomNormal(stddev=std),
+                name="centres")
 
     def call(self, inputs):
         frames, mask = inputs  # (B, T, D), (B, T)

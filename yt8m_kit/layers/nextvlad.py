@@ -45,15 +45,19 @@ class NeXtVLAD(keras.layers.Layer):
         n = input_shape[0][-1]
         wide, self.group_size = self._widths(n)
         k, g = self.num_clusters, self.groups
-        glorot = keras.initializers.GlorotUniform()
-        std = keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(wide))  # the authors' cluster weights
-        self.expand_kernel = self.add_weight(shape=(n, wide), initializer=glorot, name="expand_kernel")
+        # A new initializer for each weight: an unseeded one draws the same values at every call (a shared
+        # one made the attention kernel a copy of the expansion's first values, the centres of the
+        # assignment kernel's). The cluster weights: normal with std 1/sqrt(lambda N), as the authors.
+        def std():
+            return keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(wide))
+
+        self.expand_kernel = self.add_weight(shape=(n, wide), initializer="glorot_uniform", name="expand_kernel")
         self.expand_bias = self.add_weight(shape=(wide,), initializer="zeros", name="expand_bias")
-        self.attention_kernel = self.add_weight(shape=(wide, g), initializer=glorot, name="attention_kernel")
+        self.attention_kernel = self.add_weight(shape=(wide, g), initializer="glorot_uniform", name="attention_kernel")
         self.attention_bias = self.add_weight(shape=(g,), initializer="zeros", name="attention_bias")
-        self.cluster_kernel = self.add_weight(shape=(wide, g * k), initializer=std, name="cluster_kernel")
+        self.cluster_kernel = self.add_weight(shape=(wide, g * k), initializer=std(), name="cluster_kernel")
         self.cluster_bias = self.add_weight(shape=(g * k,), initializer="zeros", name="cluster_bias")
-        self.centres = self.add_weight(shape=(k, self.group_size), initializer=std, name="centres")
+        self.centres = self.add_weight(shape=(k, self.group_size), initializer=std(), name="centres")
 
     def call(self, inputs):
         frames, mask = inputs  # (B, T, N), (B, T)
