@@ -9,7 +9,7 @@ with the same 16 sampled frames each, so differences are paired). Each run: `pyt
 --model NAME --steps STEPS --batch-size 16 --frames 16 --seed S` at the tiny models' rate (5e-3).
 Variants: the registered mixture (lambda 9, T 3), lambda 0 (branch BCEs and the gate only), the authors'
 flag defaults (lambda 1, T 2), and `nextvlad_tiny` at the branches' size (expansion 0.125, groups 2).
-Prints one line per run and a Markdown table (GAP, and paired differences +- bootstrap SE), then the
+Prints one line per seed (JSON) and a Markdown table (GAP, and paired differences +- bootstrap SE), then the
 mean of the single runs over the seeds (as many parameters as one mixture, trained independently)
 against each mixture.
 """
@@ -47,7 +47,7 @@ def run(args):
     from yt8m_kit.evaluate.metrics import gap
     from yt8m_kit.train import checkpoint as ck
 
-    data = os.path.join(args.out, "data")
+    data = os.path.join(args.out, f"data{args.videos}")  # runs and data are reused only at the same sizes
     if not os.path.exists(os.path.join(data, "summary.json")):
         synth.generate(data, "frame", args.videos, seed=0, shards=2, classes=50, vocabulary=None, max_frames=40)
     valid = os.path.join(data, "validate*.tfrecord")
@@ -55,7 +55,8 @@ def run(args):
     for seed in args.seeds:
         scored = {}  # variant -> (mixture or model scores, [branch scores])
         for name, (model_name, extra) in VARIANTS.items():
-            run_dir = os.path.join(args.out, f"{model_name}_{'_'.join(extra).replace('=', '')}_s{seed}")
+            run_dir = os.path.join(args.out, f"v{args.videos}_n{args.steps}_{model_name}_"
+                                             f"{'_'.join(extra).replace('=', '')}_s{seed}")
             subprocess.run([sys.executable, "-m", "yt8m_kit.train", "--model", model_name,
                             "--train", os.path.join(data, "train*.tfrecord"), "--out", run_dir,
                             "--steps", str(args.steps), "--batch-size", "16", "--frames", "16", "--seed", str(seed),

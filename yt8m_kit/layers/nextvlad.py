@@ -47,7 +47,8 @@ class NeXtVLAD(keras.layers.Layer):
         k, g = self.num_clusters, self.groups
         # A new initializer for each weight: an unseeded one draws the same values at every call (a shared
         # one made the attention kernel a copy of the expansion's first values, the centres of the
-        # assignment kernel's). The cluster weights: normal with std 1/sqrt(lambda N), as the authors.
+        # assignment kernel's). The cluster weights and centres: normal with std 1/sqrt(lambda N) (the
+        # authors draw every weight from TF-slim's variance scaling, std sqrt(2 / fan-in), truncated).
         def std():
             return keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(wide))
 

@@ -101,10 +101,11 @@ class NeXtVLADModel(FrameModel):
     """nextvlad: Lin et al. 2018's best single model (the 3rd place): rgb and audio each pooled by NeXtVLAD
     (audio with half the clusters and groups), concatenated -> BN -> dropout -> Dense(hidden) -> BN ->
     SE gating (x * sigmoid(W2 relu(BN(W1 x))), reduction r) -> logistic head. Their final setting: K 112,
-    G 8, lambda 2, hidden 2048, r 16: 78.6M parameters (ours 78.7M). Two differences from their code,
-    both kept for the toolkit's frame models' sake: a bias in place of BN on the frame-level assignment
-    logits (layers/nextvlad.py), and frames L2-normalised first (frame_l2; their train.py has it
-    commented out: `--set frame_l2=false` feeds raw frames as they did)."""
+    G 8, lambda 2, hidden 2048, r 16: 78.6M parameters (ours 78.7M). Differences from their code: a
+    bias in place of BN on the frame-level assignment logits (layers/nextvlad.py, as the toolkit's
+    NetVLAD); frames L2-normalised first (frame_l2; their train.py has it commented out: `--set
+    frame_l2=false` feeds raw frames as they did); Glorot and 1/sqrt(fan) normal initialisations where
+    they use variance scaling; no L2 penalty (theirs 1e-5 on the logistic head)."""
 
     num_clusters: int = 112
     groups: int = 8
