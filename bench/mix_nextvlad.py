@@ -1,7 +1,7 @@
 """mix_nextvlad_tiny on generated frame-level data: the mixture against its own branches, against the same
 mixture without distillation, and against one branch-sized NeXtVLAD trained alone (paired bootstrap).
 
-    python bench/mix_nextvlad.py [--videos 1000] [--steps 1000] [--seeds 0 1 2] [--out /tmp/yt8m_mix]
+    python bench/mix_nextvlad.py [--videos 1000] [--steps 1000] [--lr LR] [--seeds 0 1 2] [--out /tmp/yt8m_mix]
 
 Data: `synth.generate(OUT/data, "frame", VIDEOS, seed=0, classes=50, max_frames=40)` (Zipf frequencies),
 trained on its train split, scored on its validate split (every run sees the same validation videos
@@ -55,12 +55,13 @@ def run(args):
     for seed in args.seeds:
         scored = {}  # variant -> (mixture or model scores, [branch scores])
         for name, (model_name, extra) in VARIANTS.items():
-            run_dir = os.path.join(args.out, f"v{args.videos}_n{args.steps}_{model_name}_"
+            run_dir = os.path.join(args.out, f"v{args.videos}_n{args.steps}_lr{args.lr}_{model_name}_"
                                              f"{'_'.join(extra).replace('=', '')}_s{seed}")
             subprocess.run([sys.executable, "-m", "yt8m_kit.train", "--model", model_name,
                             "--train", os.path.join(data, "train*.tfrecord"), "--out", run_dir,
                             "--steps", str(args.steps), "--batch-size", "16", "--frames", "16", "--seed", str(seed),
-                            "--checkpoint-every", str(args.steps), "--no-progress", *extra],
+                            "--checkpoint-every", str(args.steps), "--no-progress",
+                            *(["--lr", str(args.lr)] if args.lr else []), *extra],
                            check=True, stdout=subprocess.DEVNULL)
             model, _ = ck.load_model(run_dir)
             scores, labels = _scores(model, valid)
@@ -132,6 +133,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=1000, help="generated videos per split (default 1000)")
     parser.add_argument("--steps", type=int, default=1000, help="training steps at batch 16 (default 1000)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate of every run (default: the tiny models' registered 5e-3)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument("--out", default="/tmp/yt8m_mix", help="data and run directories (default /tmp/yt8m_mix)")
     run(parser.parse_args(argv))
