@@ -35,8 +35,8 @@ class NeXtVLAD(keras.layers.Layer):
         self.num_clusters, self.groups, self.expansion = int(num_clusters), int(groups), float(expansion)
 
     def _widths(self, n):
-        wide = self.expansion * n
-        if n is None or wide != int(wide) or int(wide) % self.groups:
+        wide = None if n is None else self.expansion * n
+        if wide is None or wide != int(wide) or int(wide) % self.groups:
             raise ValueError(f"expanded frame size {self.expansion} x {n} must be a whole multiple of the "
                              f"{self.groups} groups")
         return int(wide), int(wide) // self.groups

@@ -74,7 +74,7 @@ def build_parser():
                    help="offline distillation: a submit.py output directory, a checkpoint or RUN_DIR, or a prediction "
                         ".h5 covering every training video; its predictions on --train are made once and cached in "
                         "RUN_DIR/teacher/ (default: no teacher, labels only)")
-    p.add_argument("--distill-lambda", type=float, default=0.5,
+    p.add_argument("--distill-lambda", type=float, default=TrainConfig.distill_lambda,
                    help="with --teacher, the loss is lambda * BCE(student, teacher) + (1 - lambda) * BCE(student, "
                         "labels) (default %(default)s, the 1st place's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

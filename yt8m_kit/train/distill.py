@@ -25,9 +25,6 @@ import numpy as np
 
 from yt8m_kit.errors import ConfigError, DataError
 
-DEFAULT_LAMBDA = 0.5  # the 1st place's setting
-
-
 def teacher_fingerprint(teacher):
     """(kind, fingerprint) of a teacher path: "ensemble" (sha256 of ensemble.keras, its set checked),
     "checkpoint" (the checkpoint's weights fingerprint) or "predictions" (sha256 of the .h5)."""
@@ -120,6 +117,7 @@ def prepare(config, log=None):
     once when its cache is not current; a prediction file is checked to cover every training video)."""
     from yt8m_kit.data import dataset as data_lib
 
+    check_lambda(config.distill_lambda)  # before the teacher is hashed or predicted
     kind, fingerprint = teacher_fingerprint(config.teacher)  # hashes the teacher once for both uses below
     pin_teacher(config, kind, fingerprint)
     ids, scores = teacher_scores(config, kind, fingerprint, log)
@@ -129,12 +127,16 @@ def prepare(config, log=None):
     return soft_target_fn(ids, scores, config.distill_lambda)
 
 
+def check_lambda(lam):
+    if not 0 <= lam <= 1:
+        raise ConfigError(f"--distill-lambda {lam} must be between 0 and 1")
+
+
 def soft_target_fn(ids, scores, lam):
     """A tf function (video ids (B,), labels (B, C)) -> lam * teacher + (1 - lam) * labels."""
     import tensorflow as tf
 
-    if not 0 <= lam <= 1:
-        raise ConfigError(f"--distill-lambda {lam} must be between 0 and 1")
+    check_lambda(lam)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(list(ids)), tf.range(len(ids), dtype=tf.int64)), -1)
     teacher = tf.constant(scores, tf.float16)
