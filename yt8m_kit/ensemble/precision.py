@@ -8,11 +8,14 @@ them in float32), and its int8 Dense also quantises the *activations* on every c
 `AbsMaxQuantizer` on the inputs). The two side by side: bench/README.md;
 tests/test_ensemble.py::test_keras_quantize_misses_our_custom_layers keeps the comparison true.
 
-Scheme: symmetric, per output channel (the last axis; a 1-D tensor gets one scale):
+Scheme: symmetric, per output channel (the last axis), for tensors of 2 or more axes:
     scale = max|w| / 127 over all but the last axis;  q = round(w / scale) in [-127, 127]
     w' = q * scale   (error at most scale / 2 per weight)
-Tensors with fewer than `MIN_INT8_ELEMENTS` elements (biases, norms, small gates) stay
-float32: their bytes do not matter and they are the most sensitive.
+1-D tensors (biases, batch-norm moments and scales, whatever their size) and tensors with fewer
+than `MIN_INT8_ELEMENTS` elements stay float32. A 1-D tensor has one output channel, so it would
+get one scale for all its values: a batch norm's moving variances spread over orders of magnitude,
+and with one scale all but the largest rounded to 0 (Soft-BoF-4K's 4,096 variances, the MoE's
+biases, before 2026-12-07). Their bytes are ~0.1% of a model's.
 """
 
 import numpy as np
@@ -33,9 +36,9 @@ def compute_dtype(precision):
 
 
 def should_quantize(value, min_elements=MIN_INT8_ELEMENTS):
-    """True for float tensors big enough to be worth 8 bits."""
+    """True for float tensors of 2 or more axes big enough to be worth 8 bits (1-D tensors stay float)."""
     dtype = np.dtype(value.dtype)
-    return dtype.kind == "f" and value.ndim >= 1 and value.size >= min_elements
+    return dtype.kind == "f" and value.ndim >= 2 and value.size >= min_elements
 
 
 def quantize_int8(value):
@@ -70,8 +73,7 @@ def storage_arrays(value, precision, min_elements=MIN_INT8_ELEMENTS):
 
 def storage_bytes(values, precision, min_elements=MIN_INT8_ELEMENTS):
     """Exact data bytes that `values` (variables at their stored dtype) take when written: the
-    arrays storage_arrays makes, counted, not estimated (a 1-D tensor gets one scale, not one
-    per element)."""
+    arrays storage_arrays makes, counted, not estimated (1-D tensors at float32 under int8)."""
     return int(sum(a.nbytes for value in values
                    for a in storage_arrays(value, precision, min_elements).values()))
 

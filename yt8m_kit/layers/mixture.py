@@ -33,14 +33,15 @@ class BranchMixture(keras.layers.Layer):
         self._last = (mixed, stacked)
         return ops.sigmoid(mixed)
 
-    def training_loss(self, labels, eps=1e-6):
+    def training_loss(self, labels):
         """(B,) the branches' BCE plus the weighted KL from the mixture, for the logits of the last call."""
         mixed, stacked = self._last
         labels = ops.expand_dims(ops.cast(labels, "float32"), 1)  # (B, 1, C)
 
         def bce(target, logits):
-            p = ops.clip(ops.sigmoid(logits), eps, 1 - eps)
-            return -ops.sum(target * ops.log(p) + (1 - target) * ops.log(1 - p), axis=-1)
+            # on the logits, stable for any logit: its gradient sigmoid(z) - target never vanishes on a miss
+            # (before 2026-12-07 sigmoid(z) was clipped to [1e-6, 1 - 1e-6]: zero gradient past the clip)
+            return ops.sum(ops.binary_crossentropy(target, logits, from_logits=True), axis=-1)
 
         # The KL between the class distributions softmax(z / T) (a ranking of the classes, as GAP scores
         # them), gradients through both sides: the authors' code (linrongc/youtube-8m nextvlad.py). A binary

@@ -2,6 +2,8 @@
 Miech et al. 2017 "Learnable pooling"; Tang et al. 2018 eq. 6-7).
 
 a_k(x) = softmax_k(w_k.x + b_k)                       soft assignment of a frame to cluster k
+         or softmax_k(BN(w_k.x))                      with cluster_bn: the logits batch-normalised over the
+                                                      real frames (the authors' and WILLOW's `cluster_bn`)
 NetVLAD:  V(j, k) = sum_i a_k(x_i) (x_i(j) - c_k(j))  residuals to learnt centres c_k
 NetRVLAD: V(j, k) = sum_i a_k(x_i) x_i(j)             no centres
 Assignments are multiplied by the frame mask, so padding frames contribute nothing.
@@ -15,6 +17,7 @@ import math
 import keras
 from keras import ops
 
+from yt8m_kit.layers.batch_norm import MaskedBatchNorm
 from yt8m_kit.layers.numerics import l2_normalize, softmax32
 
 
@@ -25,14 +28,19 @@ class NetVLAD(keras.layers.Layer):
     Args:
         num_clusters: K.
         centred: True for NetVLAD (learnt centres c_k), False for NetRVLAD.
+        cluster_bn: batch-normalise the assignment logits over the real frames in place of a bias (the
+            default False is how layers saved before 2026-12-07 were built).
     """
 
-    def __init__(self, num_clusters, centred=True, **kwargs):
+    def __init__(self, num_clusters, centred=True, cluster_bn=False, **kwargs):
         super().__init__(**kwargs)
         if int(num_clusters) < 1:
             raise ValueError(f"number of clusters ({num_clusters}) must be a positive integer")
         self.num_clusters = int(num_clusters)
         self.centred = bool(centred)
+        self.cluster_bn = bool(cluster_bn)
+        if self.cluster_bn:
+            self.logits_bn = MaskedBatchNorm(dtype=self.dtype_policy, name="cluster_bn")
 
     def build(self, input_shape):
         dim = input_shape[0][-1]
@@ -45,17 +53,31 @@ class NetVLAD(keras.layers.Layer):
         self.cluster_kernel = self.add_weight(
             shape=(dim, self.num_clusters), initializer=keras.initializers.RandomNormal(stddev=std),
             name="cluster_kernel")
-        self.cluster_bias = self.add_weight(
-            shape=(self.num_clusters,), initializer="zeros", name="cluster_bias")
+        if self.cluster_bn:
+            self.logits_bn.build(((None, None, self.num_clusters), (None, None)))
+        else:
+            self.cluster_bias = self.add_weight(
+                shape=(self.num_clusters,), initializer="zeros", name="cluster_bias")
         if self.centred:
             self.centres = self.add_weight(
                 shape=(self.num_clusters, dim), initializer=keras.initializers.RandomNormal(stddev=std),
                 name="centres")
 
-    def call(self, inputs):
+    def assignments(self, inputs, training=None):
+        """[frames (B, T, D), mask (B, T)] -> (B, T, K) soft assignments of every frame (padding rows
+        included: multiply by the mask to drop them)."""
+        frames, mask = inputs
+        logits = ops.matmul(frames, self.cluster_kernel)  # (B, T, K)
+        if self.cluster_bn:
+            logits = self.logits_bn([logits, mask], training=training)
+        else:
+            logits = logits + self.cluster_bias
+        return softmax32(logits)
+
+    def call(self, inputs, training=None):
         frames, mask = inputs  # (B, T, D), (B, T)
-        logits = ops.matmul(frames, self.cluster_kernel) + self.cluster_bias  # (B, T, K)
-        assign = softmax32(logits) * ops.expand_dims(ops.cast(mask, logits.dtype), -1)
+        assign = self.assignments([frames, mask], training=training)
+        assign = assign * ops.expand_dims(ops.cast(mask, assign.dtype), -1)
         vlad = ops.einsum("btk,btd->bkd", assign, frames)  # (B, K, D)
         if self.centred:
             mass = ops.expand_dims(ops.sum(assign, axis=1), -1)  # (B, K, 1)
@@ -67,7 +89,7 @@ class NetVLAD(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_clusters": self.num_clusters, "centred": self.centred})
+        config.update({"num_clusters": self.num_clusters, "centred": self.centred, "cluster_bn": self.cluster_bn})
         return config
 
 

@@ -6,9 +6,9 @@ D = lambda*N / G dimensions x'_g. Each group gets an attention alpha_g(x') = sig
 K clusters, a_gk(x') = softmax_k(w_gk . x' + b_gk). The descriptor
     V(j, k) = sum_{t, g} alpha_g(x'_t) a_gk(x'_t) (x'_tg(j) - c_k(j))
 is intra-normalised (each cluster's D-d column to unit L2) and flattened to K*D = lambda*N*K/G values:
-G times fewer than NetVLAD on the expanded frames. The authors batch-normalise the frame-level
-assignment logits; as in the toolkit's NetVLAD a bias takes that place, so that padding frames cannot
-leak through batch statistics (batch norm comes after pooling, on the video-level vector).
+G times fewer than NetVLAD on the expanded frames. With cluster_bn the frame-level assignment logits
+are batch-normalised (over the real frames only: padding enters no statistics) in place of a bias, as
+the authors' code; without it (layers saved before 2026-12-07) a bias.
 Softmax, sigmoid and norms compute in float32 under bfloat16.
 """
 
@@ -17,6 +17,7 @@ import math
 import keras
 from keras import ops
 
+from yt8m_kit.layers.batch_norm import MaskedBatchNorm
 from yt8m_kit.layers.numerics import l2_normalize, softmax32
 
 
@@ -25,14 +26,18 @@ class NeXtVLAD(keras.layers.Layer):
     """[frames (B, T, N), mask (B, T)] -> (B, K * lambda*N/G), intra-normalised per cluster, flattened.
 
     Args: num_clusters K, groups G, expansion lambda (lambda*N must be a whole multiple of G; the paper's
-    lambda is 2, a tiny model may take less)."""
+    lambda is 2, a tiny model may take less), cluster_bn (batch-normalised assignment logits; default False:
+    layers saved before it)."""
 
-    def __init__(self, num_clusters, groups=8, expansion=2.0, **kwargs):
+    def __init__(self, num_clusters, groups=8, expansion=2.0, cluster_bn=False, **kwargs):
         super().__init__(**kwargs)
         if int(num_clusters) < 1 or int(groups) < 1 or float(expansion) <= 0:
             raise ValueError(f"clusters ({num_clusters}) and groups ({groups}) must be positive integers and the "
                              f"expansion ({expansion}) positive")
         self.num_clusters, self.groups, self.expansion = int(num_clusters), int(groups), float(expansion)
+        self.cluster_bn = bool(cluster_bn)
+        if self.cluster_bn:
+            self.logits_bn = MaskedBatchNorm(dtype=self.dtype_policy, name="cluster_bn")
 
     def _widths(self, n):
         wide = None if n is None else self.expansion * n
@@ -57,18 +62,36 @@ class NeXtVLAD(keras.layers.Layer):
         self.attention_kernel = self.add_weight(shape=(wide, g), initializer="glorot_uniform", name="attention_kernel")
         self.attention_bias = self.add_weight(shape=(g,), initializer="zeros", name="attention_bias")
         self.cluster_kernel = self.add_weight(shape=(wide, g * k), initializer=std(), name="cluster_kernel")
-        self.cluster_bias = self.add_weight(shape=(g * k,), initializer="zeros", name="cluster_bias")
+        if self.cluster_bn:
+            self.logits_bn.build(((None, None, g * k), (None, None)))
+        else:
+            self.cluster_bias = self.add_weight(shape=(g * k,), initializer="zeros", name="cluster_bias")
         self.centres = self.add_weight(shape=(k, self.group_size), initializer=std(), name="centres")
 
-    def call(self, inputs):
+    def _assign(self, x, mask, training):
+        """Expanded frames (B, T, lambda N) -> (B, T, G, K) per-group soft assignments."""
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        logits = ops.matmul(x, self.cluster_kernel)  # (B, T, G K)
+        if self.cluster_bn:
+            logits = self.logits_bn([logits, mask], training=training)
+        else:
+            logits = logits + self.cluster_bias
+        return softmax32(ops.reshape(logits, (b, t, self.groups, self.num_clusters)))
+
+    def assignments(self, inputs, training=None):
+        """[frames (B, T, N), mask (B, T)] -> (B, T, G, K): each group's soft assignment of every frame (padding
+        rows included), before the attention weights them."""
+        frames, mask = inputs
+        return self._assign(ops.matmul(frames, self.expand_kernel) + self.expand_bias, mask, training)
+
+    def call(self, inputs, training=None):
         frames, mask = inputs  # (B, T, N), (B, T)
         k, g, d = self.num_clusters, self.groups, self.group_size
         x = ops.matmul(frames, self.expand_kernel) + self.expand_bias  # (B, T, lambda N)
         attention = ops.sigmoid(ops.cast(ops.matmul(x, self.attention_kernel) + self.attention_bias, "float32"))
         attention = attention * ops.expand_dims(ops.cast(mask, "float32"), -1)  # (B, T, G): padding weighs 0
         b, t = ops.shape(x)[0], ops.shape(x)[1]
-        logits = ops.reshape(ops.matmul(x, self.cluster_kernel) + self.cluster_bias, (b, t, g, k))
-        assign = softmax32(logits)  # (B, T, G, K), per group
+        assign = self._assign(x, mask, training)  # (B, T, G, K), per group
         assign = assign * ops.cast(ops.expand_dims(attention, -1), assign.dtype)
         groups = ops.reshape(x, (b, t, g, d))  # (B, T, G, D)
         vlad = ops.einsum("btgk,btgd->bkd", assign, groups)  # (B, K, D)
@@ -81,5 +104,6 @@ class NeXtVLAD(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_clusters": self.num_clusters, "groups": self.groups, "expansion": self.expansion})
+        config.update({"num_clusters": self.num_clusters, "groups": self.groups, "expansion": self.expansion,
+                       "cluster_bn": self.cluster_bn})
         return config

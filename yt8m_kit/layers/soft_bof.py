@@ -1,10 +1,13 @@
 """Soft bag of frames (WILLOW's SoftDBoF; Tang et al. Soft-BoF-4K/8K).
 
-Each frame is softly assigned to K clusters, a_k(x) = softmax_k(w_k.x + b_k), and the
-assignments are MEAN-pooled over the real frames: bof_k = sum_{i<n} a_k(x_i) / n, so the
-result is a distribution over clusters whatever the video's length (the paper allows mean
-or max; mean is smooth, and max of a masked softmax would still need the mask for
-all-negative cases). Padding frames contribute nothing; a video with 0 frames gives zeros.
+Each frame is softly assigned to K clusters, a_k(x) = softmax_k(w_k.x + b_k) (with cluster_bn:
+softmax_k(BN(w_k.x)), the logits batch-normalised over the real frames as the authors' `cluster_bn`),
+and the assignments are pooled over the real frames:
+    pooling "sum_l2": bof = h / ||h||_2 with h_k = sum_{i<n} a_k(x_i)  (the authors' and WILLOW's SoftDBoF)
+    pooling "mean":   bof_k = h_k / n, a distribution over the clusters (what layers saved before
+                      2026-12-07 did; its entries ~1/K left the batch norm after it swamped by its epsilon)
+The sum's L2 normalisation also makes it independent of the video's length. Padding frames contribute
+nothing; a video with 0 frames gives zeros.
 """
 
 import math
@@ -12,18 +15,32 @@ import math
 import keras
 from keras import ops
 
-from yt8m_kit.layers.numerics import softmax32
+from yt8m_kit.layers.batch_norm import MaskedBatchNorm
+from yt8m_kit.layers.numerics import l2_normalize, softmax32
+
+POOLINGS = ("mean", "sum_l2")
 
 
 @keras.saving.register_keras_serializable(package="yt8m_kit")
 class SoftBoF(keras.layers.Layer):
-    """[frames (B, T, D), mask (B, T)] -> (B, K) mean soft assignment."""
+    """[frames (B, T, D), mask (B, T)] -> (B, K) pooled soft assignment.
 
-    def __init__(self, num_clusters, **kwargs):
+    Args:
+        num_clusters: K.
+        cluster_bn: batch-normalised logits in place of a bias (default False: layers saved before it).
+        pooling: "sum_l2" or "mean" (default "mean": layers saved before 2026-12-07).
+    """
+
+    def __init__(self, num_clusters, cluster_bn=False, pooling="mean", **kwargs):
         super().__init__(**kwargs)
         if int(num_clusters) < 1:
             raise ValueError(f"number of clusters ({num_clusters}) must be a positive integer")
+        if pooling not in POOLINGS:
+            raise ValueError(f"Soft-BoF pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
         self.num_clusters = int(num_clusters)
+        self.cluster_bn, self.pooling = bool(cluster_bn), pooling
+        if self.cluster_bn:
+            self.logits_bn = MaskedBatchNorm(dtype=self.dtype_policy, name="cluster_bn")
 
     def build(self, input_shape):
         dim = input_shape[0][-1]
@@ -32,21 +49,37 @@ class SoftBoF(keras.layers.Layer):
         init = keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(dim))
         self.cluster_kernel = self.add_weight(shape=(dim, self.num_clusters), initializer=init,
                                               name="cluster_kernel")
-        self.cluster_bias = self.add_weight(shape=(self.num_clusters,), initializer="zeros",
-                                            name="cluster_bias")
+        if self.cluster_bn:
+            self.logits_bn.build(((None, None, self.num_clusters), (None, None)))
+        else:
+            self.cluster_bias = self.add_weight(shape=(self.num_clusters,), initializer="zeros",
+                                                name="cluster_bias")
 
-    def call(self, inputs):
+    def assignments(self, inputs, training=None):
+        """[frames (B, T, D), mask (B, T)] -> (B, T, K) soft assignments of every frame (padding rows
+        included: multiply by the mask to drop them)."""
+        frames, mask = inputs
+        logits = ops.matmul(frames, self.cluster_kernel)  # (B, T, K)
+        if self.cluster_bn:
+            logits = self.logits_bn([logits, mask], training=training)
+        else:
+            logits = logits + self.cluster_bias
+        return softmax32(logits)
+
+    def call(self, inputs, training=None):
         frames, mask = inputs  # (B, T, D), (B, T)
-        logits = ops.matmul(frames, self.cluster_kernel) + self.cluster_bias  # (B, T, K)
         mask32 = ops.cast(mask, "float32")
-        assign = ops.cast(softmax32(logits), "float32") * ops.expand_dims(mask32, -1)
+        assign = ops.cast(self.assignments([frames, mask], training=training), "float32")
+        total = ops.sum(assign * ops.expand_dims(mask32, -1), axis=1)  # (B, K)
+        if self.pooling == "sum_l2":
+            return ops.cast(l2_normalize(total, axis=-1), self.compute_dtype)
         count = ops.maximum(ops.sum(mask32, axis=1, keepdims=True), 1.0)  # (B, 1)
-        return ops.cast(ops.sum(assign, axis=1) / count, self.compute_dtype)  # (B, K)
+        return ops.cast(total / count, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.num_clusters)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_clusters": self.num_clusters})
+        config.update({"num_clusters": self.num_clusters, "cluster_bn": self.cluster_bn, "pooling": self.pooling})
         return config

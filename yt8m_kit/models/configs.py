@@ -42,6 +42,17 @@ class FrameModel:
     """What every frame-level model has."""
 
     frame_l2: bool = True  # each frame's 1152-d vector to unit L2 norm first, as the reference code does
+    # Then each of the 1152 features batch-normalised over the real frames of the batch (padding excluded),
+    # as the authors' `input_bn` and WILLOW's. Why: a unit-norm frame's values are ~0.03, so every layer
+    # initialised for unit-variance inputs started ~30x too small (at init the hidden layer's batch norm saw a
+    # variance ~1e-5, under its epsilon 1e-3, and the soft assignments were uniform to 1e-4; the GRU's gates
+    # barely moved). With it: every batch norm's output std ~1 at init (../shared/checks/init_scales.py).
+    input_bn: bool = True
+    # Every batch norm's inference statistics corrected for their initial values 0 and 1 (layers/batch_norm.py):
+    # with inputs of variance ~1e-3, Keras' moving variance still weighed its initial 1 for the first ~500
+    # steps, and inference-mode validation early in a run scored near 0. False: keras' BatchNormalization,
+    # what runs saved before 2026-12-07 used (the frame-level input_bn / cluster_bn are always debiased).
+    debiased_bn: bool = True
     dtype: str = "float32"
 
 
@@ -51,6 +62,12 @@ class VLADClassifier(FrameModel):
     MoE -> [video-level context gating]."""
 
     hidden_size: int = 1024  # paper silent; WILLOW: Dense 1024 -> BN -> ReLU6 -> context gating
+    # The hidden Dense's kernel: normal with the std that gives its pre-activation a std of hidden_init on
+    # its input, concatenated unit-norm vectors (std hidden_init / sqrt(number of vectors)). 0.2: a batch
+    # variance 40x the batch norm's epsilon (output std ~0.99), and close to the authors' 1/sqrt(K) = 0.125
+    # for K = 64 (ours 0.141 on the two late-fusion blocks). None: Glorot uniform, what runs saved before
+    # 2026-12-07 were built with (std ~0.005 on a 69,632-d input: a pre-activation variance ~1e-5).
+    hidden_init: Optional[float] = 0.2
     hidden_gating: bool = True
     num_experts: int = 8
     video_gating: bool = True
@@ -64,6 +81,9 @@ class LateFusionVLAD(VLADClassifier):
 
     num_clusters: int = 64
     audio_clusters: int = 32  # paper silent; WILLOW's cluster_size / 2 (a 69,632-d fusion)
+    # Assignment logits w.x batch-normalised over the real frames (the authors' and WILLOW's `cluster_bn`) in
+    # place of a bias: unit-variance logits, entropy ~0.89 of uniform at K = 64 (with a bias: 0.9999).
+    cluster_bn: bool = True
     non_local_ratio: float = 0.5  # non-local width / D; paper silent; the non-local paper's D/2
 
 
@@ -75,16 +95,23 @@ class EarlyFusionVLAD(VLADClassifier):
     frame_gating: bool = True
     frame_gating_rank: Optional[int] = None  # None: full rank (1152 x 1152)
     num_clusters: int = 64
+    cluster_bn: bool = True  # as LateFusionVLAD
     non_local_ratio: float = 0.5  # paper silent; D/2 = 576 as in the non-local paper
 
 
 @dataclasses.dataclass(frozen=True)
 class SoftBoF(FrameModel):
-    """soft_bof_4k, soft_bof_8k: mean soft assignment to K clusters -> BN -> hidden -> MoE."""
+    """soft_bof_4k, soft_bof_8k: rgb soft-assigned to K clusters, audio to K/8, each sum-pooled over the real
+    frames and L2-normalised (the authors' code and WILLOW's SoftDBoF) -> hidden -> MoE."""
 
     num_clusters: int = 4096
     hidden_size: int = 1024
     num_experts: int = 2
+    cluster_bn: bool = True  # as LateFusionVLAD (K = 4096 at init: entropy ~0.94 of uniform)
+    # "sum_l2" as the authors; "mean": one 1152-d assignment, mean-pooled (a distribution, entries ~1/K) -> BN,
+    # what runs saved before 2026-12-07 were built with: that BN's batch variance (~1e-9) sat under its epsilon.
+    pooling: str = "sum_l2"
+    hidden_init: Optional[float] = 0.2  # as VLADClassifier (two unit-norm blocks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +130,9 @@ class NeXtVLADModel(FrameModel):
     SE gating (x * sigmoid(W2 relu(BN(W1 x))), reduction r) -> logistic head. Their final setting: K 112,
     G 8, lambda 2, hidden 2048, r 16: 78.6M parameters (ours 78.7M). Differences from their code: a
     bias in place of BN on the frame-level assignment logits (layers/nextvlad.py, as the toolkit's
-    NetVLAD); frames L2-normalised first (frame_l2; their train.py has it commented out: `--set
-    frame_l2=false` feeds raw frames as they did); Glorot and 1/sqrt(fan) normal initialisations where
+    NetVLAD) before 2026-12-07 (now `cluster_bn` as theirs); frames L2-normalised first and then batch-normalised
+    (frame_l2, input_bn; their train.py has the L2 commented out: `--set frame_l2=false` feeds raw frames
+    as they did; with the input batch norm after it the scale no longer matters); Glorot and 1/sqrt(fan) normal initialisations where
     they use variance scaling; no L2 penalty (theirs 1e-5 on the logistic head)."""
 
     num_clusters: int = 112
@@ -118,6 +146,8 @@ class NeXtVLADModel(FrameModel):
     gating_bn: bool = True
     dropout: float = 0.5
     output_bias: float = OUTPUT_BIAS
+    # NeXtVLAD's assignment logits batch-normalised over the real frames in place of a bias, as their code.
+    cluster_bn: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,8 +200,10 @@ class Video:
 # Architecture fields added after checkpoints were first written, with the value that reproduces what
 # those checkpoints were trained with. A saved record (model.json, run.json, an ensemble member) that
 # lacks one predates it and gets this value; everything written now carries every such field explicitly.
-# frames were fed unnormalised before 2026-12-03; NeXtVLAD's gating squeeze had no BN before 2026-12-03 (evening)
-LEGACY_VALUES = {"frame_l2": False, "gating_bn": False}
+# frames were fed unnormalised before 2026-12-03; NeXtVLAD's gating squeeze had no BN before 2026-12-03 (evening);
+# input_bn, cluster_bn, hidden_init and Soft-BoF's per-modality sum pooling came on 2026-12-07 (the scales fix).
+LEGACY_VALUES = {"frame_l2": False, "gating_bn": False, "input_bn": False, "debiased_bn": False, "cluster_bn": False, "hidden_init": None,
+                 "pooling": "mean"}
 
 PAPER_TRAIN = TrainSettings(xla=True)  # Tang et al.'s Adam 2e-4 and the starter's decay: the trainer's defaults
 # What `video` was tuned with (bench/VIDEO_SEARCH.md): decay x0.85 about every epoch of the ~29k

@@ -52,12 +52,21 @@ def make_train_dataset(config, level, start_example, soft_target=None):
     return ds
 
 
-def cross_entropy(labels, probs, eps=1e-6):
-    """(B, C) multi-hot, (B, C) probabilities -> (B,) BCE summed over classes."""
-    import tensorflow as tf
+# Added inside the logs so that p = 0 or 1 gives a finite loss. Not a clip: a clip to [eps, 1 - eps] (this
+# trainer's before 2026-12-07, eps 1e-6) has zero gradient below eps, so a confident miss (p < 1e-6 on a true
+# label, where most of the 3,862 classes sit early on) taught nothing; and the starter's log(p + 1e-5) scales
+# it by p / (p + 1e-5). With 1e-30 the gradient through a sigmoid stays -(1 - p) for every representable p.
+LOG_FLOOR = 1e-30
 
-    p = tf.clip_by_value(tf.cast(probs, tf.float32), eps, 1.0 - eps)
-    return -tf.reduce_sum(labels * tf.math.log(p) + (1.0 - labels) * tf.math.log(1.0 - p), axis=-1)
+
+def cross_entropy(labels, probs, floor=LOG_FLOOR):
+    """(B, C) multi-hot or soft targets (distillation), (B, C) probabilities -> (B,) BCE summed over classes,
+    in float32, with a gradient that does not vanish when p is far from its target."""
+    from keras import ops
+
+    p = ops.cast(probs, "float32")
+    labels = ops.cast(labels, "float32")
+    return -ops.sum(labels * ops.log(p + floor) + (1.0 - labels) * ops.log(1.0 - p + floor), axis=-1)
 
 
 def next_batch(batches, pattern):
