@@ -2,6 +2,11 @@
 
     python -m yt8m_kit.average RUN_DIR [--last K | --steps a,b,c] [--bn-batches N | --no-bn-update]
 
+Which checkpoints, by default: those the run keeps in its last third (steps from 2/3 of its newest one), at
+most the newest 10: Tang et al.'s 10 checkpoints 10,000 steps apart of a ~300,000-step run. The trainer's
+defaults keep exactly those (10 checkpoints, 1/30 of the run apart); a run that kept fewer, or kept them
+closer together, averages what it has in the window and says how much of the window that covers.
+
 Writes RUN_DIR/ckpt-averaged atomically: model.json (with "averaged_steps" and "bn_update") and
 the element-wise mean of every weight, computed on the .weights.h5 files. Then, as SWA does, the
 batch-norm statistics are recomputed for the averaged weights (yt8m_kit.train.bn_update) on at most
@@ -21,6 +26,7 @@ import numpy as np
 from yt8m_kit.train.checkpoint import (AVERAGED, MODEL_JSON, WEIGHTS, checkpoint_name,
                                  list_checkpoints, meta_differences)
 from yt8m_kit.errors import ConfigError, cli_main
+from yt8m_kit.train.config import AVERAGE_CHECKPOINTS, AVERAGE_FRACTION
 from yt8m_kit.fileio import atomic_path, read_json, write_json
 
 
@@ -84,8 +90,23 @@ def average_weight_files(paths, out_path):
             f.close()
 
 
-def select_checkpoints(run_dir, last=None, steps=None):
-    """[(step, path)] chosen by --last K (default: all) or an explicit list of steps."""
+def default_window(ckpts):
+    """(chosen [(step, path)], note or None): the kept checkpoints in the last AVERAGE_FRACTION of the run (the
+    newest step's), at most AVERAGE_CHECKPOINTS of them, the newest."""
+    newest = ckpts[-1][0]
+    start = newest * (1 - AVERAGE_FRACTION)
+    chosen = [c for c in ckpts if c[0] > start or c[0] == newest][-AVERAGE_CHECKPOINTS:]
+    span = chosen[-1][0] - chosen[0][0]
+    note = None
+    if len(chosen) < AVERAGE_CHECKPOINTS and newest - start > 0 and span < 0.8 * (newest - start):
+        note = (f"the run keeps {len(chosen)} checkpoint(s) in its last third (steps {int(start)}-{newest}), spanning "
+                f"{span} steps: for the authors' average, train with --keep {AVERAGE_CHECKPOINTS} and the default "
+                f"--checkpoint-every ({AVERAGE_CHECKPOINTS} checkpoints over the last third)")
+    return chosen, note
+
+
+def select_checkpoints(run_dir, last=None, steps=None, log=None):
+    """[(step, path)] chosen by --last K, an explicit list of steps, or (neither) default_window."""
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         raise ConfigError(f"{run_dir} holds no checkpoint (ckpt-*): train first")
@@ -103,7 +124,10 @@ def select_checkpoints(run_dir, last=None, steps=None):
             raise ConfigError(f"--last {last} asks for more checkpoints than {run_dir} keeps "
                               f"({len(ckpts)}: steps {[s for s, _ in ckpts]})")
         return ckpts[-last:]
-    return ckpts
+    chosen, note = default_window(ckpts)
+    if note and log:
+        log(f"note: {note}")
+    return chosen
 
 
 BN_BATCHES = 100  # batches of the run's batch size (6,400 videos at the paper's 64); at most one pass
@@ -146,7 +170,7 @@ def average_checkpoints(run_dir, last=None, steps=None, out=None, bn_batches=BN_
     """Average checkpoints of RUN_DIR into `out` (default RUN_DIR/ckpt-averaged), then recompute its
     batch-norm statistics on at most `bn_batches` training batches (0: keep the averaged ones);
     return its path."""
-    chosen = select_checkpoints(run_dir, last=last, steps=steps)
+    chosen = select_checkpoints(run_dir, last=last, steps=steps, log=log)
     metas = [read_json(os.path.join(p, MODEL_JSON), "checkpoint config") for _, p in chosen]
     for (step, path), meta in zip(chosen, metas):
         diffs = meta_differences(meta, metas[-1], ignore=())
@@ -177,7 +201,9 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="run directory holding ckpt-* checkpoints")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--last", type=int, help="average the newest K checkpoints (default: all kept)")
+    group.add_argument("--last", type=int,
+                       help=f"average the newest K checkpoints (default: the kept ones of the run's last third, at most "
+                            f"{AVERAGE_CHECKPOINTS}: Tang et al.'s 10 checkpoints 10k steps apart of a 300k-step run)")
     group.add_argument("--steps", help="average exactly these steps, e.g. 1000,2000,3000")
     p.add_argument("--out", help=f"output checkpoint directory (default: RUN_DIR/{AVERAGED})")
     bn = p.add_mutually_exclusive_group()

@@ -23,7 +23,7 @@ import sys
 
 from yt8m_kit.errors import cli_main
 from yt8m_kit.train.ema import parse_ema
-from yt8m_kit.train.config import TUNABLE, TrainConfig, describe_settings, parse_set, resolve_tunables, resolve_xla
+from yt8m_kit.train.config import AVERAGE_CHECKPOINTS, TUNABLE, TrainConfig, describe_settings, parse_set, resolve_tunables, resolve_xla
 
 REGISTERED = "; a registered model may carry its own, used unless given here: python -m yt8m_kit.models --configs"
 
@@ -45,8 +45,13 @@ def build_parser():
     p.add_argument("--lr-decay-examples", type=int, help="examples per decay (default 4M" + REGISTERED + ")")
     p.add_argument("--clip-norm", type=float, help="global gradient-norm clip (default 1.0" + REGISTERED + ")")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="model override, repeatable")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
-    p.add_argument("--keep", type=int, default=5, help="checkpoints kept (default 5)")
+    p.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between checkpoints (default: 1/30 of the run in whole thousands, at least 1000: "
+                        "300k steps -> 10k, so that the last 10 span the last third, what `average` takes by default "
+                        "and Tang et al. averaged)")
+    p.add_argument("--keep", type=int, default=AVERAGE_CHECKPOINTS,
+                   help=f"checkpoints kept (default {AVERAGE_CHECKPOINTS}; each ~3x the model's float32 size: weights and "
+                        "Adam's moments)")
     p.add_argument("--valid-every", type=int, help="steps between validations (default: each checkpoint)")
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "bfloat16"],
                    help="float32 or mixed_bfloat16 (bfloat16 is refused, with the reason; default float32)")

@@ -11,6 +11,22 @@ from yt8m_kit.errors import ConfigError
 SCHEDULE_KEYS = ("steps", "epochs", "checkpoint_every", "keep", "valid", "valid_every",
                  "valid_batch_size", "strategy", "xla", "log_every", "out", "tf_config", "progress",
                  "allow_2017", "skip_bad")
+# The averaging window (train/averaging.py) and the checkpoint schedule that fills it: Tang et al. average the
+# last 10 checkpoints, 10,000 steps apart, of a ~300,000-step run, i.e. its last third. By default a run keeps
+# its last 10 checkpoints, spaced 1/30 of its length apart (whole thousands, at least 1,000), and `average`
+# takes the kept checkpoints of the last third of the run. Each checkpoint holds the weights and Adam's two
+# moments: about 3x the model's float32 size (10 of lfnl_netvlad: ~18 GB).
+AVERAGE_FRACTION = 1 / 3
+AVERAGE_CHECKPOINTS = 10
+
+
+def checkpoint_spacing(total_steps):
+    """The default steps between checkpoints of a run of `total_steps`: 1/30 of it in whole thousands, at
+    least 1,000 (300,000 -> 10,000, the authors'; 30,000 or fewer -> 1,000)."""
+    per = -(-int(total_steps) // round(AVERAGE_CHECKPOINTS / AVERAGE_FRACTION))
+    return max(1000, -(-per // 1000) * 1000)
+
+
 PURE_BF16_REASON = (
     "pure bfloat16 training is refused: bfloat16 has an 8-bit mantissa, so Adam's beta_2 = 0.999 "
     "rounds to 1.0 and the weights do not move (DESIGN.md section 4). Train in float32 or "
@@ -34,8 +50,8 @@ class TrainConfig:
     valid: str = None
     valid_every: int = None  # default: at every checkpoint
     valid_batch_size: int = 64
-    checkpoint_every: int = 1000
-    keep: int = 5
+    checkpoint_every: int = None  # None: checkpoint_spacing(total steps)
+    keep: int = AVERAGE_CHECKPOINTS
     precision: str = "float32"  # or mixed_bfloat16
     strategy: str = "default"  # default | mirrored | multi_worker
     tf_config: str = None  # TF_CONFIG JSON for multi_worker (the CLI reads the environment)
@@ -111,7 +127,7 @@ def validate_config(config):
     if (config.steps is None) == (config.epochs is None):
         raise ConfigError("give exactly one of --steps N or --epochs N")
     for key in ("batch_size", "checkpoint_every", "keep", "frames", "log_every", "valid_batch_size"):
-        if getattr(config, key) < 1:
+        if getattr(config, key) is not None and getattr(config, key) < 1:
             raise ConfigError(f"{key} ({getattr(config, key)}) must be at least 1")
     if config.steps is not None and config.steps < 1 or config.epochs is not None and config.epochs <= 0:
         raise ConfigError(f"steps/epochs ({config.steps or config.epochs}) must be positive")

@@ -222,7 +222,10 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
     train_step = make_train_step(strategy, model, optimizer, config)
     writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if is_chief else None
     progress = _Progress(total, start, config.progress and is_chief)
-    valid_every = config.valid_every or config.checkpoint_every
+    from yt8m_kit.train.config import checkpoint_spacing
+
+    every = config.checkpoint_every or checkpoint_spacing(total)
+    valid_every = config.valid_every or every
     validate = make_validator(model, config, level) if config.valid and is_chief else None
     window, t_first, t_log, step_log = [], None, None, start
     for step in range(start + 1, total + 1):
@@ -240,7 +243,7 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
             if writer is not None:
                 log_scalars(writer, step, {"loss": result.loss, "examples_per_sec": rate,
                                            "learning_rate": optimizer.learning_rate})
-        if is_chief and (step % config.checkpoint_every == 0 or step == total):
+        if is_chief and (step % every == 0 or step == total):
             result.checkpoint = ckpt_lib.save_checkpoint(
                 config.out, step, model, meta, optimizer=optimizer,
                 state={"examples_seen": step * config.batch_size, "seed": config.seed}, keep=config.keep)

@@ -1,0 +1,165 @@
+"""Learning speed of the frame-level models, before against after a change: validation GAP against steps.
+
+    python bench/learning.py --before /tmp/yt8m_before --out /tmp/yt8m_learning      # ~70 min on 2 cores
+
+`--before` and `--after` are checkouts of the two commits (`git worktree add /tmp/yt8m_before COMMIT`;
+--after defaults to this checkout: give a worktree when you edit this one meanwhile). Both train the same models from the same generated frame-level data
+(`yt8m_kit.synth`: 2,000 videos a split, 100 classes, at most 150 frames), with the same command line
+(`python -m yt8m_kit.train`, batch 32, 32 frames sampled a video, the registered learning rate,
+`--valid-every 250` on 1,000 validation videos) and the same `--set` widths, which both commits accept:
+the widths are the largest at which 42 runs of 2,000 steps fit a session on this 2-core machine (the
+paper's widths take ~1 s a step here). The validation GAP is the trainer's own, in inference mode (moving
+batch-norm statistics), read from the run's TensorBoard log. Two runs at a time, one thread each.
+
+Writes OUT/results.jsonl (one line a run, appended as runs end: an interrupted bench keeps what it has,
+and a rerun skips the runs already there) and bench/LEARNING.md.
+"""
+
+import argparse
+import concurrent.futures
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ["lfnl_netvlad", "lfnl_netrvlad", "netvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru"]
+# The tiny variants' architecture, widened: the keys exist before and after the scales change.
+WIDTHS = {
+    "lfnl_netvlad": ["num_clusters=16", "audio_clusters=8", "hidden_size=64"],
+    "lfnl_netrvlad": ["num_clusters=16", "audio_clusters=8", "hidden_size=64"],
+    "netvlad": ["num_clusters=16", "audio_clusters=8", "hidden_size=64"],
+    "efnl_netvlad": ["num_clusters=16", "hidden_size=64"],
+    "soft_bof_4k": ["num_clusters=256", "hidden_size=64"],
+    "soft_bof_8k": ["num_clusters=512", "hidden_size=64"],
+    "gru": ["units=64"],
+}
+STEPS, EVERY = 2000, 250
+TRAIN = ["--batch-size", "32", "--frames", "32", "--valid-every", str(EVERY), "--checkpoint-every", "1000",
+         "--keep", "1", "--no-progress"]
+
+
+def read_gaps(run_dir):
+    """{step: valid GAP} from the run's TensorBoard events."""
+    import tensorflow as tf
+
+    gaps = {}
+    for path in glob.glob(os.path.join(run_dir, "logs", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == "valid/gap":
+                    gaps[int(event.step)] = float(tf.make_ndarray(value.tensor)) if value.HasField("tensor") \
+                        else float(value.simple_value)
+    return gaps
+
+
+def run_one(code, label, model, seed, data, out):
+    run_dir = os.path.join(out, "runs", f"{label}-{model}-s{seed}")
+    if os.path.isdir(run_dir):
+        subprocess.run(["rm", "-rf", run_dir], check=True)
+    sets = [x for w in WIDTHS[model] for x in ("--set", w)]
+    cmd = [sys.executable, "-m", "yt8m_kit.train", "--model", f"{model}_tiny", "--train",
+           os.path.join(data, "train*.tfrecord"), "--valid", os.path.join(data, "validate0000.tfrecord"),
+           "--out", run_dir, "--steps", str(STEPS), "--seed", str(seed), *TRAIN, *sets]
+    env = dict(os.environ, PYTHONPATH=code, TF_CPP_MIN_LOG_LEVEL="2", TF_NUM_INTRAOP_THREADS="1",
+               TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
+    t = time.time()
+    proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return {"label": label, "model": model, "seed": seed, "gaps": read_gaps(run_dir),
+            "seconds": round(time.time() - t, 1), "command": "python " + " ".join(cmd[1:])}
+
+
+def _stat(values):
+    import numpy as np
+
+    v = np.asarray(values, float)
+    return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}"
+
+
+def write_markdown(path, rows, args, seconds):
+    steps = sorted({int(s) for r in rows for s in r["gaps"]})
+    lines = ["# Learning speed: validation GAP against steps, before and after the scales change (issue 24)", "",
+             f"Written by `python bench/learning.py {args}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+             f"{os.cpu_count()} cores, in {seconds / 60:.0f} min. Before: commit {BEFORE_COMMIT}; after: commit "
+             f"{AFTER_COMMIT}. Generated frame-level data (2,000 training videos, 100 classes); each model the tiny "
+             "variant widened with the same `--set` on both sides (" + "; ".join(
+                 f"{m}: {' '.join(w)}" for m, w in WIDTHS.items()) + "), batch 32, 32 frames a video, the "
+             "registered learning rate. Cells: validation GAP@20 on 1,000 videos (inference mode, the moving "
+             "batch-norm statistics), mean ± standard deviation over the seeds; n = seeds that finished.", ""]
+    lines += ["| model | code | n | " + " | ".join(f"step {s}" for s in steps) + " |",
+              "|---|---|---|" + "---|" * len(steps)]
+    for model in MODELS:
+        for label in ("before", "after"):
+            got = [r for r in rows if r["model"] == model and r["label"] == label]
+            if not got:
+                continue
+            cells = [_stat([r["gaps"][str(s)] if str(s) in r["gaps"] else r["gaps"][s] for r in got
+                            if str(s) in r["gaps"] or s in r["gaps"]]) for s in steps]
+            lines.append(f"| {model} | {label} | {len(got)} | " + " | ".join(cells) + " |")
+    lines += ["", "Every seed's value at step 500 (before; after):", ""]
+    for model in MODELS:
+        parts = []
+        for label in ("before", "after"):
+            got = sorted((r for r in rows if r["model"] == model and r["label"] == label), key=lambda r: r["seed"])
+            parts.append(", ".join(f"{(r['gaps'].get('500') or r['gaps'].get(500)):.4f}" for r in got))
+        lines.append(f"- {model}: {parts[0]}; {parts[1]}")
+    text = "\n".join(lines) + "\n"
+    if os.path.isfile(path) and READING in open(path, encoding="utf-8").read():
+        text += "\n" + open(path, encoding="utf-8").read().split(READING, 1)[1].join([READING, ""])
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+READING = "## Reading"
+BEFORE_COMMIT = AFTER_COMMIT = "?"
+
+
+def main(argv=None):
+    global BEFORE_COMMIT, AFTER_COMMIT
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--before", required=True, help="checkout of the commit to compare with")
+    p.add_argument("--after", default=ROOT, help="checkout of the commit after the change (default: this one)")
+    p.add_argument("--out", default="/tmp/yt8m_learning", help="work folder")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--models", default=",".join(MODELS))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--markdown", default=os.path.join(ROOT, "bench", "LEARNING.md"))
+    p.add_argument("--markdown-only", action="store_true", help="rewrite the markdown from results.jsonl")
+    a = p.parse_args(argv)
+    BEFORE_COMMIT, AFTER_COMMIT = (subprocess.run(["git", "-C", c, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                                  text=True).stdout.strip() or "?" for c in (a.before, a.after))
+    os.makedirs(a.out, exist_ok=True)
+    results = os.path.join(a.out, "results.jsonl")
+    rows = [json.loads(line) for line in open(results)] if os.path.isfile(results) else []
+    t0 = time.time()
+    if not a.markdown_only:
+        data = os.path.join(a.out, "data")
+        if not os.path.isfile(os.path.join(data, "summary.json")):
+            subprocess.run([sys.executable, "-m", "yt8m_kit.synth", "--out", data, "--level", "frame", "--videos",
+                            "2000", "--classes", "100", "--max-frames", "150", "--seed", "0"], cwd=ROOT, check=True,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
+        done = {(r["label"], r["model"], r["seed"]) for r in rows}
+        jobs = [(code, label, m, s) for s in map(int, a.seeds.split(",")) for m in a.models.split(",")
+                for code, label in ((a.before, "before"), (a.after, "after")) if (label, m, s) not in done]
+        with concurrent.futures.ThreadPoolExecutor(a.workers) as pool:
+            futures = [pool.submit(run_one, code, label, m, s, data, a.out) for code, label, m, s in jobs]
+            for fut in concurrent.futures.as_completed(futures):
+                row = fut.result()
+                rows.append(row)
+                with open(results, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                print(f"{row['label']} {row['model']} seed {row['seed']}: {row['gaps']} ({row['seconds']} s)",
+                      flush=True)
+                write_markdown(a.markdown, rows, " ".join(argv or sys.argv[1:]), time.time() - t0)
+    write_markdown(a.markdown, rows, " ".join(argv or sys.argv[1:]), time.time() - t0)
+
+
+if __name__ == "__main__":
+    main()
