@@ -12,7 +12,9 @@ frame L2 normalisation off. Then, scored on the validation split with the toolki
 - non-local against vanilla NetVLAD (lfnl_netvlad against netvlad, both averaged);
 - Table 3: the plain mean of the growing ensembles M1, M1+M2, ..., M1..M6 (averaged checkpoints);
 - Table 4: 1, 5 and 10 test-time repeats, the six-model ensemble and lfnl_netvlad alone;
-- frame L2 normalisation on and off (lfnl_netvlad, soft_bof_4k, gru).
+- frame L2 normalisation on and off (lfnl_netvlad, soft_bof_4k, gru);
+- non-local against vanilla NetVLAD again on data with relations (`synth --relations`: a label shows only
+  as two kinds of frames in one video), same settings, its own data per seed.
 
 Writes OUT/results.json and bench/ABLATIONS.md (mean, standard deviation over seeds and every seed's
 value, with the commands). Each training is the CLI (`python -m yt8m_kit.train`), each average
@@ -38,6 +40,7 @@ from yt8m_kit.fileio import atomic_open, write_json  # noqa: E402
 
 PAPER = ["lfnl_netvlad", "lfnl_netrvlad", "efnl_netvlad", "soft_bof_4k", "soft_bof_8k", "gru"]  # M1..M6
 L2_OFF = ["lfnl_netvlad", "soft_bof_4k", "gru"]
+RELATIONAL = ["lfnl_netvlad", "netvlad"]
 TRAIN = ["--steps", "400", "--batch-size", "32", "--frames", "32", "--lr-decay", "0.3", "--lr-decay-examples",
          "3200", "--checkpoint-every", "25", "--keep", "4", "--no-progress"]
 FRAMES, KEEP = 32, 4
@@ -73,10 +76,22 @@ def run_seed(out, seed, log):
         _cli(["-m", "yt8m_kit.average", run, "--last", str(KEEP)], log)
         runs[name] = run
 
-    def score(path, repeats=1, save=None):
-        return evaluate_checkpoint(path, valid, seed=0, num_samples=FRAMES, repeats=repeats, save_predictions=save)["gap"]
+    def score(path, repeats=1, save=None, data=valid):
+        return evaluate_checkpoint(path, data, seed=0, num_samples=FRAMES, repeats=repeats, save_predictions=save)["gap"]
 
-    rows = {"table2": {}, "l2": {}, "table3": [], "table4": {}}
+    rel = os.path.join(out, f"seed{seed}", "relational")
+    synth.generate(rel, "frame", 500, seed, classes=40, max_frames=150, vocabulary=synth.shared_vocabulary(),
+                   relations=True)
+    relational = {}
+    for name in RELATIONAL:
+        run = os.path.join(out, f"seed{seed}", "runs", f"{name}+relational")
+        _cli(["-m", "yt8m_kit.train", "--model", name + "_tiny", "--train", os.path.join(rel, "train*.tfrecord"),
+              "--out", run, "--seed", str(seed), *TRAIN], log)
+        _cli(["-m", "yt8m_kit.average", run, "--last", str(KEEP)], log)
+        relational[name] = score(run, data=os.path.join(rel, "validate*.tfrecord"))
+        log(f"  seed {seed} {name} relational: {relational[name]:.4f}")
+
+    rows = {"table2": {}, "l2": {}, "table3": [], "table4": {}, "relational": relational}
     for name, run in runs.items():
         latest = sorted(d for d in os.listdir(run) if d.startswith("ckpt-0"))[-1]
         rows["table2"][name] = {"latest": score(os.path.join(run, latest)),
@@ -126,6 +141,15 @@ def write_markdown(path, results, seeds, args_text, seconds):
               "| model | GAP |", "|---|---|"]
     for name in ("lfnl_netvlad", "netvlad"):
         lines.append(f"| {name} | {_stat([r['table2'][name]['averaged_bn'] for r in per])} |")
+    if all("relational" in r for r in per):
+        diff = np.array([r["relational"]["lfnl_netvlad"] - r["relational"]["netvlad"] for r in per])
+        se = diff.std(ddof=1) / np.sqrt(diff.size) if diff.size > 1 else float("nan")
+        lines += ["", "## Non-local against vanilla NetVLAD on data with relations (`synth --relations`; averaged, "
+                  "BN recomputed)", "", "| model | GAP |", "|---|---|"]
+        for name in RELATIONAL:
+            lines.append(f"| {name} | {_stat([r['relational'][name] for r in per])} |")
+        lines.append(f"| lfnl_netvlad - netvlad (paired by seed) | {diff.mean():+.4f} ± {se:.4f} (standard error over "
+                     f"{diff.size} seeds; each seed: {', '.join(f'{d:+.4f}' for d in diff)}) |")
     lines += ["", "## Table 3: growing ensembles (plain mean of averaged checkpoints, 1 repeat)", "",
               "| ensemble | GAP |", "|---|---|"]
     for k in range(len(PAPER)):

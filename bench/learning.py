@@ -68,10 +68,11 @@ def run_one(code, label, model, seed, data, out):
                TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
     t = time.time()
     proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return {"label": label, "model": model, "seed": seed, "gaps": read_gaps(run_dir),
-            "seconds": round(time.time() - t, 1), "command": "python " + " ".join(cmd[1:])}
+    row = {"label": label, "model": model, "seed": seed, "gaps": read_gaps(run_dir),
+           "seconds": round(time.time() - t, 1), "command": "python " + " ".join(cmd[1:])}
+    if proc.returncode:  # recorded, not raised: the other runs go on
+        row["error"] = proc.stderr[-2000:]
+    return row
 
 
 def _stat(values):
@@ -95,7 +96,7 @@ def write_markdown(path, rows, args, seconds):
               "|---|---|---|" + "---|" * len(steps)]
     for model in MODELS:
         for label in ("before", "after"):
-            got = [r for r in rows if r["model"] == model and r["label"] == label]
+            got = [r for r in rows if r["model"] == model and r["label"] == label and "error" not in r]
             if not got:
                 continue
             cells = [_stat([r["gaps"][str(s)] if str(s) in r["gaps"] else r["gaps"][s] for r in got
@@ -105,7 +106,8 @@ def write_markdown(path, rows, args, seconds):
     for model in MODELS:
         parts = []
         for label in ("before", "after"):
-            got = sorted((r for r in rows if r["model"] == model and r["label"] == label), key=lambda r: r["seed"])
+            got = sorted((r for r in rows if r["model"] == model and r["label"] == label and "error" not in r),
+                         key=lambda r: r["seed"])
             parts.append(", ".join(f"{(r['gaps'].get('500') or r['gaps'].get(500)):.4f}" for r in got))
         lines.append(f"- {model}: {parts[0]}; {parts[1]}")
     text = "\n".join(lines) + "\n"
@@ -145,7 +147,18 @@ def main(argv=None):
             subprocess.run([sys.executable, "-m", "yt8m_kit.synth", "--out", data, "--level", "frame", "--videos",
                             "2000", "--classes", "100", "--max-frames", "150", "--seed", "0"], cwd=ROOT, check=True,
                            env=dict(os.environ, PYTHONPATH=ROOT))
-        done = {(r["label"], r["model"], r["seed"]) for r in rows}
+        for label, code in (("before", a.before), ("after", a.after)):  # finished runs whose row was not written
+            for m in a.models.split(","):
+                for s in map(int, a.seeds.split(",")):
+                    run_dir = os.path.join(a.out, "runs", f"{label}-{m}-s{s}")
+                    if os.path.isdir(os.path.join(run_dir, f"ckpt-{STEPS:08d}")) and not any(
+                            (r["label"], r["model"], r["seed"]) == (label, m, s) for r in rows):
+                        rows.append({"label": label, "model": m, "seed": s, "gaps": read_gaps(run_dir),
+                                     "seconds": None, "recovered": True})
+                        with open(results, "a") as f:
+                            f.write(json.dumps(rows[-1]) + "\n")
+        done = {(r["label"], r["model"], r["seed"]) for r in rows if "error" not in r}
+        rows = [r for r in rows if "error" not in r]
         jobs = [(code, label, m, s) for s in map(int, a.seeds.split(",")) for m in a.models.split(",")
                 for code, label in ((a.before, "before"), (a.after, "after")) if (label, m, s) not in done]
         with concurrent.futures.ThreadPoolExecutor(a.workers) as pool:
@@ -155,8 +168,8 @@ def main(argv=None):
                 rows.append(row)
                 with open(results, "a") as f:
                     f.write(json.dumps(row) + "\n")
-                print(f"{row['label']} {row['model']} seed {row['seed']}: {row['gaps']} ({row['seconds']} s)",
-                      flush=True)
+                print(f"{row['label']} {row['model']} seed {row['seed']}: {row['gaps']} ({row['seconds']} s)"
+                      + (f" FAILED: {row['error'][-300:]}" if "error" in row else ""), flush=True)
                 write_markdown(a.markdown, rows, " ".join(argv or sys.argv[1:]), time.time() - t0)
     write_markdown(a.markdown, rows, " ".join(argv or sys.argv[1:]), time.time() - t0)
 

@@ -136,8 +136,8 @@ def test_member_bytes_are_the_bytes_written(tmp_path):
 
     from yt8m_kit.ensemble import artifact as E
 
-    bias = np.linspace(-1, 1, 7724).astype(np.float32)  # a 1-D tensor big enough for int8: one scale
-    assert Q.storage_bytes([bias], "int8") == bias.size + 4
+    bias = np.linspace(-1, 1, 7724).astype(np.float32)  # a 1-D tensor big enough for int8 by size
+    assert Q.storage_bytes([bias], "int8") == bias.nbytes  # 1-D tensors stay float32 under int8
     specs = [{"model": "lfnl_netrvlad_tiny", "overrides": {}, "precision": "int8", "run": "a"},
              {"model": "gru_tiny", "overrides": {}, "precision": "bfloat16", "run": "b"}]
     model = E.build_ensemble(specs)

@@ -20,6 +20,14 @@ The structure (why a model can learn it, and why frame-level ideas help):
   frame-level data's size; benchmarks use it).
 Everything is drawn from numpy Generators seeded by (seed, split, video index), so the same
 arguments give identical bytes, whatever the shard count.
+
+With relations=True (`--relations`) a label is visible only in how two kinds of frames relate: each class
+owns two "parts" (prototype frame vectors, 3 words each, rgb and audio), and a video with the label shows a
+segment of each (10-35% of its frames apiece, anywhere); every video also shows Poisson(2) decoy parts, each
+one part of a different class it does not have (so decoys never complete a pair). A part alone is then no evidence: among the videos that show a
+class's part, those with the label are told apart only by the other part being there too (for rare classes
+most videos showing a part are decoys). Nothing in it follows one model's internals: any pooling that keeps
+which kinds of frames occurred, and a classifier that can combine two of them, can learn it.
 """
 
 import argparse
@@ -166,6 +174,36 @@ def _video(rng, num_frames, label_pos, protos, distractor_pos):
     return x
 
 
+def _relational_world(seed, c):
+    """Per-class pairs of parts (C, 2, WORDS, 1152) float32, rgb and audio."""
+    rng = np.random.default_rng([seed, 7])
+    parts = rng.standard_normal((c, 2, WORDS_PER_CLASS, FEATURE_DIM), dtype=np.float32)
+    parts[..., :RGB_DIM] *= RGB_PROTO
+    parts[..., RGB_DIM:] *= AUDIO_PROTO
+    return parts
+
+
+def _relational_video(rng, num_frames, label_pos, parts, num_classes):
+    """(num_frames, 1152) frames: both parts of each label, and Poisson(2) decoy parts of other classes."""
+    x = rng.standard_normal((num_frames, FEATURE_DIM), dtype=np.float32)
+    x[:, :RGB_DIM] *= RGB_NOISE
+    x[:, RGB_DIM:] *= AUDIO_NOISE
+    offset = rng.standard_normal(FEATURE_DIM, dtype=np.float32)
+    offset[:RGB_DIM] *= RGB_OFFSET
+    offset[RGB_DIM:] *= AUDIO_OFFSET
+    x += offset
+    shown = [(p, k) for p in label_pos for k in (0, 1)]
+    others = np.setdiff1d(np.arange(num_classes), label_pos)
+    decoys = rng.choice(others, size=min(int(rng.poisson(2.0)), len(others)), replace=False)
+    shown += [(int(d), int(rng.integers(0, 2))) for d in decoys]  # distinct classes, one part each: never a pair
+    for pos, k in shown:
+        length = max(1, int(round(rng.uniform(0.1, 0.35) * num_frames)))
+        start = rng.integers(0, num_frames - length + 1)
+        words = rng.integers(0, WORDS_PER_CLASS, size=length)
+        x[start:start + length] += parts[pos, k, words]
+    return x
+
+
 def _make_ids(seed, total):
     """Unique 6-character ids (like the real anonymised ones), in a seeded order."""
     alphabet = np.array(list("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
@@ -177,8 +215,10 @@ def _make_ids(seed, total):
 
 
 def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=None,
-             max_frames=360, split_videos=None, progress=False, min_frames=None):
+             max_frames=360, split_videos=None, progress=False, min_frames=None, relations=False):
     """Write train/validate/test shards to out_dir; return a summary dict (also saved as summary.json).
+
+    relations: labels visible only as the co-occurrence of two parts (the module's docstring).
 
     videos: per split, unless split_videos={"train": n, "validate": m, "test": k} overrides it.
     classes: keep only the C most frequent classes (None: all 3862). Labels keep their real indices.
@@ -203,11 +243,13 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=No
     class_ids = order[: classes or NUM_CLASSES]
     probs = counts[class_ids] / counts[class_ids].sum()
     protos, audio_only = _class_world(seed, class_ids)
+    parts = _relational_world(seed, len(class_ids)) if relations else None
     all_ids = _make_ids(seed, sum(counts_split.values()))
 
     summary = {"out_dir": str(out_dir), "level": level, "seed": seed, "vocabulary": source,
                "classes": int(len(class_ids)), "class_indices": [int(c) for c in class_ids],
-               "audio_only_classes": [int(c) for c in class_ids[audio_only]], "splits": {}}
+               "audio_only_classes": [] if relations else [int(c) for c in class_ids[audio_only]],
+               "relations": bool(relations), "splits": {}}
     solution, id_offset = [], 0
     for split in SPLITS:
         n = counts_split[split]
@@ -226,7 +268,10 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=No
                     distractor = int(rng.choice(np.setdiff1d(np.arange(len(class_ids)), pos)))
                 labels = sorted(int(class_ids[p]) for p in pos)
                 nf = _length(rng, max_frames, min_frames)
-                q = quantize(_video(rng, nf, pos, protos, distractor))
+                if relations:
+                    q = quantize(_relational_video(rng, nf, pos, parts, len(class_ids)))
+                else:
+                    q = quantize(_video(rng, nf, pos, protos, distractor))
                 written = labels if split != "test" else None
                 if split == "test":
                     solution.append((vid, labels))
@@ -275,6 +320,9 @@ def build_parser():
     p.add_argument("--min-frames", type=int, default=None,
                    help="draw lengths uniformly from MIN..--max-frames (default: the mixed profile above; "
                         "120 with --max-frames 330 gives the real data's ~263 KB a video)")
+    p.add_argument("--relations", action="store_true",
+                   help="labels visible only as the co-occurrence of two kinds of frames (a class's two parts; "
+                        "decoys show one part alone): data for the non-local blocks' claim")
     return p
 
 
@@ -283,7 +331,7 @@ def main(argv=None):
     a = build_parser().parse_args(argv)
     s = generate(a.out, a.level, a.videos, a.seed, shards=a.shards, classes=a.classes,
                  vocabulary=None if a.vocabulary == "zipf" else (a.vocabulary or shared_vocabulary()),
-                 max_frames=a.max_frames, min_frames=a.min_frames,
+                 max_frames=a.max_frames, min_frames=a.min_frames, relations=a.relations,
                  progress=True)
     for split, info in s["splits"].items():
         print(f"{split}: {info['videos']} videos, {info['frames']} frames, {len(info['files'])} shards")

@@ -53,20 +53,25 @@ def make_train_dataset(config, level, start_example, soft_target=None):
 
 
 # Added inside the logs so that p = 0 or 1 gives a finite loss. Not a clip: a clip to [eps, 1 - eps] (this
-# trainer's before 2026-12-07, eps 1e-6) has zero gradient below eps, so a confident miss (p < 1e-6 on a true
+# trainer's before 2026-12-07, eps 1e-6) has zero gradient past eps, so a confident miss (p < 1e-6 on a true
 # label, where most of the 3,862 classes sit early on) taught nothing; and the starter's log(p + 1e-5) scales
-# it by p / (p + 1e-5). With 1e-30 the gradient through a sigmoid stays -(1 - p) for every representable p.
-LOG_FLOOR = 1e-30
+# it by p / (p + 1e-5). With 1e-30 under log(p) the gradient through a sigmoid stays -(1 - p) for every
+# representable p: float32 holds p down to 1e-38, and log(p)'s gradient into the MoE's experts and gates is
+# bounded (p is their positive sum). Under log(1 - p) the floor is float32's resolution below 1 (6e-8): a
+# confident false positive's p rounds to exactly 1, and a 1e-30 floor there made a 1e30 gradient, an infinite
+# global norm and NaN weights (measured: lfnl_netvlad at 5e-3, by step 500). With 1e-7 the gradient on a
+# negative is p (1 - p) / (1 - p + 1e-7): ~1 down to 1 - p = 1e-5, 0.5 at float32's last step below 1.
+LOG_FLOOR, LOG1M_FLOOR = 1e-30, 1e-7
 
 
-def cross_entropy(labels, probs, floor=LOG_FLOOR):
+def cross_entropy(labels, probs):
     """(B, C) multi-hot or soft targets (distillation), (B, C) probabilities -> (B,) BCE summed over classes,
     in float32, with a gradient that does not vanish when p is far from its target."""
     from keras import ops
 
     p = ops.cast(probs, "float32")
     labels = ops.cast(labels, "float32")
-    return -ops.sum(labels * ops.log(p + floor) + (1.0 - labels) * ops.log(1.0 - p + floor), axis=-1)
+    return -ops.sum(labels * ops.log(p + LOG_FLOOR) + (1.0 - labels) * ops.log(1.0 - p + LOG1M_FLOOR), axis=-1)
 
 
 def next_batch(batches, pattern):

@@ -62,8 +62,20 @@ def prepare_run(config, is_chief):
         old = dict(old, overrides=saved_overrides(old.get("model"), old.get("overrides")))  # as it was trained
         diffs = run_differences(old, record)
         if diffs:
+            from yt8m_kit.models.configs import LEGACY_VALUES
+
+            raw = old.get("overrides") or {}
+            legacy = {k: v for k, v in raw.items() if k in LEGACY_VALUES and k not in (read_json(
+                run_path, "run config").get("overrides") or {}) and (record.get("overrides") or {}).get(k) != v}
+            hint = ""
+            if legacy:  # the run predates fields that changed the architecture's defaults: say how to resume it
+                sets = " ".join(f"--set {k}={json.dumps(v)}" for k, v in sorted(legacy.items()))
+                hint = (f" The run predates the architecture fields {', '.join(sorted(legacy))} (models/configs.py "
+                        f"LEGACY_VALUES; input_bn, cluster_bn, hidden_init, debiased_bn, pooling: the scales change of "
+                        f"2026-12-07): resume it as it was trained with {sets}, or start a new --out with today's "
+                        "defaults.")
             raise ConfigError(f"{run_path} was written by a different run; it differs in: " + ", ".join(diffs)
-                              + ". Rerun with the original settings to resume, or use a new --out.")
+                              + ". Rerun with the original settings to resume, or use a new --out." + hint)
     examples = None
     if level == "video" or config.epochs is not None:
         examples = checked_count(config.train, files, config)
