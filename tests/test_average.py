@@ -76,7 +76,7 @@ def test_average_refuses_bad_requests(tmp_path, capsys):
     other["overrides"]["hidden"] = [32]
     json.dump(other, open(tmp_path / "ckpt-00000010" / "model.json", "w"))
     with pytest.raises(ConfigError, match=r"overrides\.hidden"):
-        average.average_checkpoints(tmp_path, bn_batches=0)
+        average.average_checkpoints(tmp_path, last=2, bn_batches=0)
 
 
 def test_average_bfloat16_weights(tmp_path):
@@ -92,7 +92,7 @@ def test_average_bfloat16_weights(tmp_path):
             w.assign(np.full(w.shape, v, ml_dtypes.bfloat16))
         values.append(v)
         ck.save_checkpoint(tmp_path, step, model, meta)
-    loaded, _ = ck.load_model(average.average_checkpoints(tmp_path))
+    loaded, _ = ck.load_model(average.average_checkpoints(tmp_path, last=2))
     assert "bfloat16" in str(loaded.weights[0].dtype)
     np.testing.assert_array_equal(np.asarray(loaded.weights[0].numpy(), np.float32), 1.5)
 
@@ -154,7 +154,7 @@ def test_bn_update_needs_the_runs_data_or_train(tmp_path, video_data, capsys):
 
 def test_a_stale_average_is_refused_with_the_fix(tmp_path, capsys):
     model, _ = make_run(tmp_path, steps=(10, 20))
-    average.average_checkpoints(tmp_path, bn_batches=0)
+    average.average_checkpoints(tmp_path, last=2, bn_batches=0)
     assert ck.resolve_checkpoint(tmp_path) == str(tmp_path / ck.AVERAGED)
     ck.save_checkpoint(tmp_path, 30, model, {"model": "video", "overrides": OVERRIDES, "level": "video"})
     with pytest.raises(ConfigError, match=r"averages steps \[10, 20\], but the run has a newer checkpoint.*"

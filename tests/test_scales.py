@@ -133,6 +133,8 @@ def test_loss_gradient_does_not_vanish_on_a_confident_miss(target):
         p = tf.reduce_sum(tf.nn.softmax(gate) * tf.sigmoid(tf.constant([[40.0, 40.0]])), -1, keepdims=True)
         loss = cross_entropy(tf.constant([[0.0]]), p)
     assert np.isfinite(tape.gradient(loss, gate).numpy()).all() and np.isfinite(loss.numpy()).all()
+    # p rounded to just above 1 (a sum of gated sigmoids): a finite loss, not log of a negative number
+    assert np.isfinite(cross_entropy(tf.constant([[0.0, 1.0]]), tf.constant([[1.0000001, 1.0000001]])).numpy()).all()
     assert np.isfinite(cross_entropy(tf.constant([[1.0, 0.0]]), tf.constant([[0.0, 1.0]])).numpy()).all()
 
 
