@@ -189,24 +189,30 @@ def test_checkpoint_written_before_frame_l2_predicts_as_trained(tmp_path):
     from yt8m_kit.models import create_model, explicit_overrides
     from yt8m_kit.train.config import TrainConfig, model_overrides
 
+    from yt8m_kit.models.configs import LEGACY_VALUES
+
     keras.utils.set_random_seed(1)
-    old = create_model("soft_bof_4k_tiny", frame_l2=False)  # what that checkpoint was
+    versioned = explicit_overrides("soft_bof_4k_tiny", {})  # every field added after checkpoints were first written
+    assert {"frame_l2", "input_bn", "cluster_bn", "pooling", "debiased_bn", "hidden_init"} <= set(versioned)
+    legacy = {k: LEGACY_VALUES[k] for k in versioned}
+    old = create_model("soft_bof_4k_tiny", **legacy)  # what that checkpoint was: before every one of them
     path = ck.save_checkpoint(tmp_path / "old", 5, old, {"model": "soft_bof_4k_tiny", "overrides": {"frame_l2": False},
                                                          "level": "frame"})
     meta_path = os.path.join(path, ck.MODEL_JSON)
     written = json.load(open(meta_path))
-    assert written["overrides"] == {"frame_l2": False}  # stated, as every record written now
-    json.dump(dict(written, overrides={}), open(meta_path, "w"))  # as the code before the field wrote it
+    # stated, as every record written now: the given value, and the current default of each other field
+    assert written["overrides"] == dict(versioned, frame_l2=False)
+    json.dump(dict(written, overrides={}), open(meta_path, "w"))  # as the code before the fields wrote it
     rng = np.random.default_rng(0)
     x = {"frames": rng.normal(size=(3, 7, 1152)).astype(np.float32) * 3, "num_frames": np.array([7, 4, 1], np.int32)}
     loaded, meta = ck.load_model(tmp_path / "old")
-    assert meta["overrides"]["frame_l2"] is False and "frame_l2" not in [layer.name for layer in loaded.layers]
+    assert meta["overrides"] == legacy and "frame_l2" not in [layer.name for layer in loaded.layers]
     np.testing.assert_allclose(loaded(x, training=False), old(x, training=False), rtol=1e-6, atol=1e-7)
 
     assert explicit_overrides("soft_bof_4k_tiny", {})["frame_l2"] is True  # the paper's models normalise
     assert explicit_overrides("video", {}) == {}  # video-level models have no such field
     cfg = TrainConfig(model="gru_tiny", train="x", out="y", steps=1)
-    assert model_overrides(cfg) == {"frame_l2": True}  # run.json and checkpoints carry it
+    assert model_overrides(cfg) == {"frame_l2": True, "input_bn": False, "debiased_bn": True}  # run.json carries them
     new = create_model("soft_bof_4k_tiny")
     ck.save_checkpoint(tmp_path / "new", 5, new, {"model": "soft_bof_4k_tiny", "overrides": model_overrides(
         TrainConfig(model="soft_bof_4k_tiny", train="x", out="y", steps=1)), "level": "frame"})
@@ -218,10 +224,10 @@ def test_checkpoint_written_before_frame_l2_predicts_as_trained(tmp_path):
 def test_ensemble_member_saved_before_frame_l2_is_rebuilt_without_it():
     from yt8m_kit.ensemble.artifact import EnsembleMember
 
-    member = EnsembleMember("gru_tiny", {})  # built now: the current default, stated
-    assert member.get_config()["overrides"] == {"frame_l2": True}
+    member = EnsembleMember("gru_tiny", {})  # built now: the current defaults, stated
+    assert member.get_config()["overrides"] == {"frame_l2": True, "input_bn": False, "debiased_bn": True}
     old = EnsembleMember.from_config(dict(member.get_config(), overrides={}))  # an artifact from before
-    assert old.overrides == {"frame_l2": False}
+    assert old.overrides == {"frame_l2": False, "input_bn": False, "debiased_bn": False}
     assert "frame_l2" not in [layer.name for layer in old.member().layers]
 
 
@@ -232,16 +238,18 @@ def test_nextvlad_checkpoint_from_before_gating_bn_predicts_as_trained(tmp_path)
 
     from yt8m_kit.models import create_model, explicit_overrides
 
-    assert explicit_overrides("nextvlad_tiny", {}) == {"frame_l2": True, "gating_bn": True}
+    assert explicit_overrides("nextvlad_tiny", {}) == {"frame_l2": True, "gating_bn": True, "input_bn": True,
+                                                       "debiased_bn": True, "cluster_bn": True}
     assert "gating_bn" not in explicit_overrides("soft_bof_4k_tiny", {})  # only models that have the field
     keras.utils.set_random_seed(2)
-    old = create_model("nextvlad_tiny", gating_bn=False)
+    old = create_model("nextvlad_tiny", gating_bn=False, input_bn=False, debiased_bn=False, cluster_bn=False)
     assert "gating_bn" not in [layer.name for layer in old.layers] and old.get_layer("gating_excite").use_bias
     path = ck.save_checkpoint(tmp_path / "old", 5, old, {"model": "nextvlad_tiny", "level": "frame",
                                                          "overrides": {"frame_l2": True, "gating_bn": False}})
     meta_path = os.path.join(path, ck.MODEL_JSON)
     written = json.load(open(meta_path))
-    json.dump(dict(written, overrides={"frame_l2": True}), open(meta_path, "w"))  # as yesterday's code wrote it
+    # as the code of 2026-12-06 wrote it: frame_l2 stated, the later fields not (built then: their legacy values)
+    json.dump(dict(written, overrides={"frame_l2": True}), open(meta_path, "w"))
     rng = np.random.default_rng(0)
     x = {"frames": rng.normal(size=(3, 7, 1152)).astype(np.float32), "num_frames": np.array([7, 4, 1], np.int32)}
     loaded, meta = ck.load_model(tmp_path / "old")

@@ -294,11 +294,16 @@ def test_a_run_json_from_before_newer_settings_still_resumes():
 
 def test_mix_nextvlad_beats_its_own_branches(tmp_path):
     """Lin et al.'s on-the-fly distillation mixture, trained by `train` (which adds the model's branch BCEs
-    and KL terms to the mixture's BCE: the loss it reports is the sum), scores a higher validation GAP than
-    each of its three branches alone, by more than 2 paired bootstrap standard errors. Generated data
-    (800 videos a split, 50 classes), 600 steps at the tiny models' rate: margins of 0.011 to 0.067 at
-    7 SE or more over seeds 0-3 (at 400 videos one seed's smallest margin was 1.8 SE); the binary KL
-    this replaced collapsed the gate onto one branch, a margin of 0 (bench/README.md)."""
+    and KL terms to the mixture's BCE: the loss it reports is the sum), scores at least its best branch's
+    validation GAP (within 2 paired bootstrap standard errors) and more than each other branch by more than
+    2 SE. Generated data (800 videos a split, 50 classes), 600 steps at the tiny models' rate.
+
+    Measured 2026-12-07, since the scales fix (input_bn, a gate_bn no longer swamped by its epsilon): the
+    gate learns, and by step 600 routes most videos to the best branch: mixture 0.6768 against branches
+    0.6781 / 0.6214 / 0.6114 (seed 0), 0.6513 against 0.6513 / 0.6419 / 0.6279 (seed 1). Before it, the gate's
+    input had a std of ~0.1, its logits barely moved, and the mixture was the plain mean of the branches,
+    ahead of each by 0.011-0.067. The authors' gate is the same (BN of the mean frame -> dense, variance-
+    scaling init -> softmax; linrongc/youtube-8m nextvlad.py)."""
     import keras
     import tensorflow as tf
 
@@ -331,7 +336,8 @@ def test_mix_nextvlad_beats_its_own_branches(tmp_path):
     rankings = [bootstrap.Ranking.of_scores(s, keys) for s in [scores, *branches]]
     draws = bootstrap.resample_gaps(rankings, bootstrap.positives_per_video(keys, n, c), resamples=200)
     mixture_gap = gap(scores, labels)
+    best = int(np.argmax([gap(branch, labels) for branch in branches]))
     for b, branch in enumerate(branches):
         margin, se = mixture_gap - gap(branch, labels), bootstrap.standard_error(draws[:, 0] - draws[:, b + 1])
         assert gap(branch, labels) > 0.3, b  # every branch learned
-        assert margin > 2 * se, (b, mixture_gap, margin, se)
+        assert margin > (-2 * se if b == best else 2 * se), (b, best, mixture_gap, margin, se)

@@ -42,15 +42,12 @@ import numpy as np
 from yt8m_kit import FEATURE_DIM, NUM_CLASSES, RGB_DIM
 from yt8m_kit.errors import ConfigError, cli_main
 from yt8m_kit.data.quantization import dequantize, quantize
+from yt8m_kit.data.synth_videos import class_world, plain_video, relational_video, relational_world, video_length
 from yt8m_kit.fileio import atomic_open, atomic_path
 
 # ../shared/data/... relative to the repository root (yt8m_kit/..).
 SPLITS = ("train", "validate", "test")
 _SPLIT_CODE = {"train": 1, "validate": 2, "test": 3}
-WORDS_PER_CLASS = 3
-# Scales chosen near the real video-level statistics (mean_rgb std ~0.26, mean_audio ~0.6).
-RGB_OFFSET, RGB_NOISE, RGB_PROTO = 0.2, 0.45, 0.3
-AUDIO_OFFSET, AUDIO_NOISE, AUDIO_PROTO = 0.4, 0.5, 0.6
 
 
 def shared_vocabulary():
@@ -127,83 +124,6 @@ def _b(s):
     return s if isinstance(s, bytes) else str(s).encode("utf-8")
 
 
-def _class_world(seed, class_ids):
-    """Per-class prototypes (C, WORDS, 1152) float32; 20% of classes audio-only."""
-    rng = np.random.default_rng([seed, 0])
-    c = len(class_ids)
-    protos = rng.standard_normal((c, WORDS_PER_CLASS, FEATURE_DIM), dtype=np.float32)
-    protos[:, :, :RGB_DIM] *= RGB_PROTO
-    protos[:, :, RGB_DIM:] *= AUDIO_PROTO
-    audio_only = rng.random(c) < 0.2
-    protos[audio_only, :, :RGB_DIM] = 0.0
-    return protos, audio_only
-
-
-def _length(rng, max_frames, min_frames=None):
-    if min_frames is not None:
-        return int(rng.integers(min_frames, max_frames + 1))
-    u = rng.random()
-    if u < 0.10:
-        n = rng.integers(1, 6)
-    elif u < 0.15:
-        n = rng.integers(250, 361)
-    else:
-        # Median 70 frames, scaled down for short max_frames so small fixtures still vary.
-        n = int(round(rng.lognormal(np.log(min(70.0, max(6.0, max_frames / 4))), 0.6)))
-        n = max(n, 6)
-    return int(min(max(n, 1), max_frames))
-
-
-def _video(rng, num_frames, label_pos, protos, distractor_pos):
-    """(num_frames, 1152) float32 frame features for one video."""
-    x = rng.standard_normal((num_frames, FEATURE_DIM), dtype=np.float32)
-    x[:, :RGB_DIM] *= RGB_NOISE
-    x[:, RGB_DIM:] *= AUDIO_NOISE
-    offset = rng.standard_normal(FEATURE_DIM, dtype=np.float32)
-    offset[:RGB_DIM] *= RGB_OFFSET
-    offset[RGB_DIM:] *= AUDIO_OFFSET
-    x += offset
-    segments = [(p, rng.uniform(0.2, 0.7)) for p in label_pos]
-    if distractor_pos is not None:
-        segments.append((distractor_pos, 0.05))
-    for pos, fraction in segments:
-        length = max(1, int(round(fraction * num_frames)))
-        start = rng.integers(0, num_frames - length + 1)
-        words = rng.integers(0, WORDS_PER_CLASS, size=length)
-        x[start:start + length] += protos[pos, words]
-    return x
-
-
-def _relational_world(seed, c):
-    """Per-class pairs of parts (C, 2, WORDS, 1152) float32, rgb and audio."""
-    rng = np.random.default_rng([seed, 7])
-    parts = rng.standard_normal((c, 2, WORDS_PER_CLASS, FEATURE_DIM), dtype=np.float32)
-    parts[..., :RGB_DIM] *= RGB_PROTO
-    parts[..., RGB_DIM:] *= AUDIO_PROTO
-    return parts
-
-
-def _relational_video(rng, num_frames, label_pos, parts, num_classes):
-    """(num_frames, 1152) frames: both parts of each label, and Poisson(2) decoy parts of other classes."""
-    x = rng.standard_normal((num_frames, FEATURE_DIM), dtype=np.float32)
-    x[:, :RGB_DIM] *= RGB_NOISE
-    x[:, RGB_DIM:] *= AUDIO_NOISE
-    offset = rng.standard_normal(FEATURE_DIM, dtype=np.float32)
-    offset[:RGB_DIM] *= RGB_OFFSET
-    offset[RGB_DIM:] *= AUDIO_OFFSET
-    x += offset
-    shown = [(p, k) for p in label_pos for k in (0, 1)]
-    others = np.setdiff1d(np.arange(num_classes), label_pos)
-    decoys = rng.choice(others, size=min(int(rng.poisson(2.0)), len(others)), replace=False)
-    shown += [(int(d), int(rng.integers(0, 2))) for d in decoys]  # distinct classes, one part each: never a pair
-    for pos, k in shown:
-        length = max(1, int(round(rng.uniform(0.1, 0.35) * num_frames)))
-        start = rng.integers(0, num_frames - length + 1)
-        words = rng.integers(0, WORDS_PER_CLASS, size=length)
-        x[start:start + length] += parts[pos, k, words]
-    return x
-
-
 def _make_ids(seed, total):
     """Unique 6-character ids (like the real anonymised ones), in a seeded order."""
     alphabet = np.array(list("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
@@ -242,8 +162,8 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=No
     order = np.argsort(-counts, kind="stable")
     class_ids = order[: classes or NUM_CLASSES]
     probs = counts[class_ids] / counts[class_ids].sum()
-    protos, audio_only = _class_world(seed, class_ids)
-    parts = _relational_world(seed, len(class_ids)) if relations else None
+    protos, audio_only = class_world(seed, class_ids)
+    parts = relational_world(seed, len(class_ids)) if relations else None
     all_ids = _make_ids(seed, sum(counts_split.values()))
 
     summary = {"out_dir": str(out_dir), "level": level, "seed": seed, "vocabulary": source,
@@ -267,11 +187,11 @@ def generate(out_dir, level, videos, seed, shards=2, classes=None, vocabulary=No
                 if rng.random() < 0.3 and len(class_ids) > n_labels:
                     distractor = int(rng.choice(np.setdiff1d(np.arange(len(class_ids)), pos)))
                 labels = sorted(int(class_ids[p]) for p in pos)
-                nf = _length(rng, max_frames, min_frames)
+                nf = video_length(rng, max_frames, min_frames)
                 if relations:
-                    q = quantize(_relational_video(rng, nf, pos, parts, len(class_ids)))
+                    q = quantize(relational_video(rng, nf, pos, parts, len(class_ids)))
                 else:
-                    q = quantize(_video(rng, nf, pos, protos, distractor))
+                    q = quantize(plain_video(rng, nf, pos, protos, distractor))
                 written = labels if split != "test" else None
                 if split == "test":
                     solution.append((vid, labels))

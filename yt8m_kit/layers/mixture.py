@@ -41,6 +41,7 @@ class BranchMixture(keras.layers.Layer):
         def bce(target, logits):
             # on the logits, stable for any logit: its gradient sigmoid(z) - target never vanishes on a miss
             # (before 2026-12-07 sigmoid(z) was clipped to [1e-6, 1 - 1e-6]: zero gradient past the clip)
+            target = ops.broadcast_to(target, ops.shape(logits))  # (B, 1, C) labels against (B, M, C) branches
             return ops.sum(ops.binary_crossentropy(target, logits, from_logits=True), axis=-1)
 
         # The KL between the class distributions softmax(z / T) (a ranking of the classes, as GAP scores

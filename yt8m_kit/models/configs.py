@@ -121,6 +121,13 @@ class GRU(FrameModel):
     units: int = 1200
     num_layers: int = 2
     num_experts: int = 2
+    # Unit-norm frames straight into the GRU, as the authors' (WILLOW's) GruModel: no input batch norm.
+    # Measured (bench/LEARNING.md, 2026-12-07): with the input batch norm the GRU learned slower, validation GAP
+    # at step 500 0.652 against 0.733 without (units 64, seed 0; 0.436 against 0.525 at units 16), and over 3
+    # seeds still below the code before the change at step 2,000 (0.744 against 0.789). Its kernels are Glorot for unit-variance inputs, so batch-
+    # normalised frames drive its gates into saturation, where unit-norm ones (values ~0.03) keep it near
+    # linear, a running average of the frames that the MoE reads easily. The GRU has no other batch norm.
+    input_bn: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,17 +26,18 @@ def frame_inputs():
             "num_frames": keras.Input((), dtype="int32", name="num_frames")}
 
 
-def masked_frames(inputs, frame_l2, input_bn, dtype):
+def masked_frames(inputs, frame_l2, input_bn, dtype, center=True):
     """(frames with padding zeroed, mask (B, T)); with frame_l2 each frame's 1152-d vector is scaled
     to unit L2 norm first, as the starter code, WILLOW and the authors' code feed their models; with
     input_bn each of the 1152 features is then batch-normalised over the real frames (padding frames
-    stay zero)."""
+    stay zero), with a learned shift unless center=False (a model that reads the frames only through
+    projections with a bias or a batch norm after them, where a shift is redundant and gets no gradient)."""
     frames, mask = FrameMasking(dtype=dtype, name="frame_masking")([inputs["frames"], inputs["num_frames"]])
     if frame_l2:
         frames = L2Normalize(dtype=dtype, name="frame_l2")(frames)
     if input_bn:
         # epsilon 1e-5, not Keras' 1e-3: a unit-norm frame's features have a variance of ~1/1152 = 8.7e-4
-        frames = MaskedBatchNorm(epsilon=1e-5, dtype=dtype, name="input_bn")([frames, mask])
+        frames = MaskedBatchNorm(epsilon=1e-5, center=center, dtype=dtype, name="input_bn")([frames, mask])
     return frames, mask
 
 
@@ -148,7 +149,8 @@ def soft_bof(*, name, num_clusters, hidden_size, num_experts, frame_l2, input_bn
     2026-12-07): one assignment of the 1152-d frames to K clusters, mean-pooled -> BN -> hidden.
     """
     inputs = frame_inputs()
-    frames, mask = masked_frames(inputs, frame_l2, input_bn, dtype)
+    # the frames enter only through the assignment logits (x W, then a bias or cluster_bn): no input shift
+    frames, mask = masked_frames(inputs, frame_l2, input_bn, dtype, center=False)
     if pooling == "mean":
         bof = SoftBoF(num_clusters, cluster_bn=cluster_bn, dtype=dtype, name="soft_bof")([frames, mask])  # sums to 1
         # no shift (center=False): the hidden layer's own batch norm removes any constant shift of its input
@@ -172,8 +174,8 @@ def gru(*, name, units, num_layers, num_experts, frame_l2, input_bn, debiased_bn
     """GRU (M6): 2 stacked GRU x 1200 (section 3.2), final states of both layers -> MoE 2.
 
     Paper silent on the classifier input; MoE over the concatenated final states (2400-d)
-    matches its 243 MiB (last state alone: 137 MiB). No hidden layer, no gating. input_bn gives the
-    GRU unit-variance inputs (on unit-norm frames each value is ~0.03, its gates nearly constant).
+    matches its 243 MiB (last state alone: 137 MiB). No hidden layer, no gating. Unit-norm frames in by
+    default, as the authors' (input_bn off: with it the GRU learned slower, configs.GRU says by how much).
     """
     inputs = frame_inputs()
     frames, mask = masked_frames(inputs, frame_l2, input_bn, dtype)
