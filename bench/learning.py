@@ -21,6 +21,7 @@ import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -68,7 +69,7 @@ def run_one(code, label, model, seed, data, out):
                TF_NUM_INTEROP_THREADS="1", OMP_NUM_THREADS="1")
     t = time.time()
     proc = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
-    row = {"label": label, "model": model, "seed": seed, "gaps": read_gaps(run_dir),
+    row = {"label": label, "model": model, "seed": seed, "commit": COMMITS[label], "gaps": read_gaps(run_dir),
            "seconds": round(time.time() - t, 1), "command": "python " + " ".join(cmd[1:])}
     if proc.returncode:  # recorded, not raised: the other runs go on
         row["error"] = proc.stderr[-2000:]
@@ -82,34 +83,65 @@ def _stat(values):
     return f"{v.mean():.4f} ± {v.std(ddof=1) if len(v) > 1 else 0:.4f}"
 
 
+def kept_rows(path):
+    """{(model, label): (commit, table cells, step-500 values)} of the markdown already at `path`: the rows a
+    rerun of one side (--labels) keeps. Tables written before the commit column name the commits in the
+    header ("Before: commit X; after: commit Y")."""
+    if not os.path.isfile(path):
+        return {}
+    text = open(path, encoding="utf-8").read()
+    header = {k: v for k, v in re.findall(r"(Before|after): commit (\w+)", text.split("\n| model", 1)[0])}
+    commits = {"before": header.get("Before", "?"), "after": header.get("after", "?")}
+    has_commit = "| code | commit |" in text
+    kept, seeds = {}, {}
+    for line in text.splitlines():
+        m = re.match(r"- (\w+): ([^;]*); ?(.*)$", line)
+        if m:
+            seeds[(m.group(1), "before")], seeds[(m.group(1), "after")] = m.group(2).strip(), m.group(3).strip()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 3 and cells[1] in ("before", "after") and cells[0] in MODELS:
+            model, label = cells[0], cells[1]
+            if has_commit:
+                kept[(model, label)] = (cells[2], cells[3:], seeds.get((model, label), ""))
+            else:
+                kept[(model, label)] = (commits[label], cells[2:], seeds.get((model, label), ""))
+    return kept
+
+
 def write_markdown(path, rows, args, seconds):
-    steps = sorted({int(s) for r in rows for s in r["gaps"]})
+    kept = kept_rows(path)
+    steps = sorted({int(s) for r in rows for s in r["gaps"]}) or list(range(EVERY, STEPS + 1, EVERY))
     lines = ["# Learning speed: validation GAP against steps, before and after the scales change (issue 24)", "",
-             f"Written by `python bench/learning.py {args}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-             f"{os.cpu_count()} cores, in {seconds / 60:.0f} min. Before: commit {BEFORE_COMMIT}; after: commit "
-             f"{AFTER_COMMIT}. Generated frame-level data (2,000 training videos, 100 classes); each model the tiny "
+             f"Last written by `python bench/learning.py {args}` on {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+             f"{os.cpu_count()} cores, in {seconds / 60:.0f} min; the rows it did not run are kept from the file "
+             "before (each row names the commit that ran it: before = the commit before the scales change). "
+             "Generated frame-level data (2,000 training videos, 100 classes); each model the tiny "
              "variant widened with the same `--set` on both sides (" + "; ".join(
                  f"{m}: {' '.join(w)}" for m, w in WIDTHS.items()) + "), batch 32, 32 frames a video, the "
              "registered learning rate. Cells: validation GAP@20 on 1,000 videos (inference mode, the moving "
              "batch-norm statistics), mean ± standard deviation over the seeds; n = seeds that finished.", ""]
-    lines += ["| model | code | n | " + " | ".join(f"step {s}" for s in steps) + " |",
-              "|---|---|---|" + "---|" * len(steps)]
+    lines += ["| model | code | commit | n | " + " | ".join(f"step {s}" for s in steps) + " |",
+              "|---|---|---|---|" + "---|" * len(steps)]
+    per_seed = {}
     for model in MODELS:
-        for label in ("before", "after"):
-            got = [r for r in rows if r["model"] == model and r["label"] == label and "error" not in r]
-            if not got:
-                continue
-            cells = [_stat([r["gaps"][str(s)] if str(s) in r["gaps"] else r["gaps"][s] for r in got
-                            if str(s) in r["gaps"] or s in r["gaps"]]) for s in steps]
-            lines.append(f"| {model} | {label} | {len(got)} | " + " | ".join(cells) + " |")
-    lines += ["", "Every seed's value at step 500 (before; after):", ""]
-    for model in MODELS:
-        parts = []
         for label in ("before", "after"):
             got = sorted((r for r in rows if r["model"] == model and r["label"] == label and "error" not in r),
                          key=lambda r: r["seed"])
-            parts.append(", ".join(f"{(r['gaps'].get('500') or r['gaps'].get(500)):.4f}" for r in got))
-        lines.append(f"- {model}: {parts[0]}; {parts[1]}")
+            if got:
+                cells = [_stat([r["gaps"][str(s)] if str(s) in r["gaps"] else r["gaps"][s] for r in got
+                                if str(s) in r["gaps"] or s in r["gaps"]]) for s in steps]
+                commit = ",".join(sorted({r.get("commit", COMMITS[label]) for r in got}))
+                lines.append(f"| {model} | {label} | {commit} | {len(got)} | " + " | ".join(cells) + " |")
+                per_seed[(model, label)] = ", ".join(
+                    f"{(r['gaps'].get('500') or r['gaps'].get(500)):.4f}" for r in got)
+            elif (model, label) in kept:
+                commit, cells, seeds = kept[(model, label)]
+                lines.append(f"| {model} | {label} | {commit} | " + " | ".join(cells) + " |")
+                per_seed[(model, label)] = seeds
+    lines += ["", "Every seed's value at step 500 (before; after):", ""]
+    for model in MODELS:
+        lines.append(f"- {model}: {per_seed.get((model, 'before'), '')}; {per_seed.get((model, 'after'), '')}")
     text = "\n".join(lines) + "\n"
     if os.path.isfile(path) and READING in open(path, encoding="utf-8").read():
         text += "\n" + open(path, encoding="utf-8").read().split(READING, 1)[1].join([READING, ""])
@@ -120,11 +152,10 @@ def write_markdown(path, rows, args, seconds):
 
 
 READING = "## Reading"
-BEFORE_COMMIT = AFTER_COMMIT = "?"
+COMMITS = {"before": "?", "after": "?"}
 
 
 def main(argv=None):
-    global BEFORE_COMMIT, AFTER_COMMIT
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", required=True, help="checkout of the commit to compare with")
     p.add_argument("--after", default=ROOT, help="checkout of the commit after the change (default: this one)")
@@ -134,9 +165,13 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--markdown", default=os.path.join(ROOT, "bench", "LEARNING.md"))
     p.add_argument("--markdown-only", action="store_true", help="rewrite the markdown from results.jsonl")
+    p.add_argument("--labels", default="before,after",
+                   help="the sides to run (e.g. `after` once the change moved on: the markdown keeps the other rows)")
     a = p.parse_args(argv)
-    BEFORE_COMMIT, AFTER_COMMIT = (subprocess.run(["git", "-C", c, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                                  text=True).stdout.strip() or "?" for c in (a.before, a.after))
+    for label, code in (("before", a.before), ("after", a.after)):
+        COMMITS[label] = subprocess.run(["git", "-C", code, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True).stdout.strip() or "?"
+    labels = a.labels.split(",")
     os.makedirs(a.out, exist_ok=True)
     results = os.path.join(a.out, "results.jsonl")
     rows = [json.loads(line) for line in open(results)] if os.path.isfile(results) else []
@@ -148,6 +183,8 @@ def main(argv=None):
                             "2000", "--classes", "100", "--max-frames", "150", "--seed", "0"], cwd=ROOT, check=True,
                            env=dict(os.environ, PYTHONPATH=ROOT))
         for label, code in (("before", a.before), ("after", a.after)):  # finished runs whose row was not written
+            if label not in labels:
+                continue
             for m in a.models.split(","):
                 for s in map(int, a.seeds.split(",")):
                     run_dir = os.path.join(a.out, "runs", f"{label}-{m}-s{s}")
@@ -160,7 +197,8 @@ def main(argv=None):
         done = {(r["label"], r["model"], r["seed"]) for r in rows if "error" not in r}
         rows = [r for r in rows if "error" not in r]
         jobs = [(code, label, m, s) for s in map(int, a.seeds.split(",")) for m in a.models.split(",")
-                for code, label in ((a.before, "before"), (a.after, "after")) if (label, m, s) not in done]
+                for code, label in ((a.before, "before"), (a.after, "after")) if (label, m, s) not in done
+                and label in labels]
         with concurrent.futures.ThreadPoolExecutor(a.workers) as pool:
             futures = [pool.submit(run_one, code, label, m, s, data, a.out) for code, label, m, s in jobs]
             for fut in concurrent.futures.as_completed(futures):
