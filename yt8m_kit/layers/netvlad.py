@@ -12,17 +12,15 @@ the global-L2 vector (B, K*D). Kept apart so a non-local block can sit in betwee
 Softmax and L2 norms compute in float32 under bfloat16 and cast back.
 """
 
-import math
-
 import keras
 from keras import ops
 
-from yt8m_kit.layers.batch_norm import MaskedBatchNorm
-from yt8m_kit.layers.numerics import l2_normalize, softmax32
+from yt8m_kit.layers.assignment import SoftAssignment
+from yt8m_kit.layers.numerics import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="yt8m_kit")
-class NetVLAD(keras.layers.Layer):
+class NetVLAD(SoftAssignment, keras.layers.Layer):
     """[frames (B, T, D), mask (B, T)] -> intra-normalised descriptors (B, K, D).
 
     Args:
@@ -34,45 +32,19 @@ class NetVLAD(keras.layers.Layer):
 
     def __init__(self, num_clusters, centred=True, cluster_bn=False, **kwargs):
         super().__init__(**kwargs)
-        if int(num_clusters) < 1:
-            raise ValueError(f"number of clusters ({num_clusters}) must be a positive integer")
-        self.num_clusters = int(num_clusters)
+        self._init_assignment(num_clusters, cluster_bn)
         self.centred = bool(centred)
-        self.cluster_bn = bool(cluster_bn)
-        if self.cluster_bn:
-            self.logits_bn = MaskedBatchNorm(dtype=self.dtype_policy, name="cluster_bn")
 
     def build(self, input_shape):
         dim = input_shape[0][-1]
         if dim is None or dim < 1:
             raise ValueError(f"feature size ({dim}) must be known and positive; got input shape {input_shape[0]}")
         self.feature_size = int(dim)
-        std = 1.0 / math.sqrt(dim)  # WILLOW's initialisation
-        # One initializer per weight: an unseeded Keras initializer draws the same values at every call,
-        # so a shared one made the centres a copy of the assignment kernel's first values.
-        self.cluster_kernel = self.add_weight(
-            shape=(dim, self.num_clusters), initializer=keras.initializers.RandomNormal(stddev=std),
-            name="cluster_kernel")
-        if self.cluster_bn:
-            self.logits_bn.build(((None, None, self.num_clusters), (None, None)))
-        else:
-            self.cluster_bias = self.add_weight(
-                shape=(self.num_clusters,), initializer="zeros", name="cluster_bias")
+        self._build_assignment(self.feature_size)
         if self.centred:
             self.centres = self.add_weight(
-                shape=(self.num_clusters, dim), initializer=keras.initializers.RandomNormal(stddev=std),
+                shape=(self.num_clusters, dim), initializer=keras.initializers.RandomNormal(stddev=dim ** -0.5),
                 name="centres")
-
-    def assignments(self, inputs, training=None):
-        """[frames (B, T, D), mask (B, T)] -> (B, T, K) soft assignments of every frame (padding rows
-        included: multiply by the mask to drop them)."""
-        frames, mask = inputs
-        logits = ops.matmul(frames, self.cluster_kernel)  # (B, T, K)
-        if self.cluster_bn:
-            logits = self.logits_bn([logits, mask], training=training)
-        else:
-            logits = logits + self.cluster_bias
-        return softmax32(logits)
 
     def call(self, inputs, training=None):
         frames, mask = inputs  # (B, T, D), (B, T)

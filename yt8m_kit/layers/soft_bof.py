@@ -10,19 +10,17 @@ The sum's L2 normalisation also makes it independent of the video's length. Padd
 nothing; a video with 0 frames gives zeros.
 """
 
-import math
-
 import keras
 from keras import ops
 
-from yt8m_kit.layers.batch_norm import MaskedBatchNorm
-from yt8m_kit.layers.numerics import l2_normalize, softmax32
+from yt8m_kit.layers.assignment import SoftAssignment
+from yt8m_kit.layers.numerics import l2_normalize
 
 POOLINGS = ("mean", "sum_l2")
 
 
 @keras.saving.register_keras_serializable(package="yt8m_kit")
-class SoftBoF(keras.layers.Layer):
+class SoftBoF(SoftAssignment, keras.layers.Layer):
     """[frames (B, T, D), mask (B, T)] -> (B, K) pooled soft assignment.
 
     Args:
@@ -33,38 +31,16 @@ class SoftBoF(keras.layers.Layer):
 
     def __init__(self, num_clusters, cluster_bn=False, pooling="mean", **kwargs):
         super().__init__(**kwargs)
-        if int(num_clusters) < 1:
-            raise ValueError(f"number of clusters ({num_clusters}) must be a positive integer")
         if pooling not in POOLINGS:
             raise ValueError(f"Soft-BoF pooling {pooling!r} is not one of {', '.join(POOLINGS)}")
-        self.num_clusters = int(num_clusters)
-        self.cluster_bn, self.pooling = bool(cluster_bn), pooling
-        if self.cluster_bn:
-            self.logits_bn = MaskedBatchNorm(dtype=self.dtype_policy, name="cluster_bn")
+        self._init_assignment(num_clusters, cluster_bn)
+        self.pooling = pooling
 
     def build(self, input_shape):
         dim = input_shape[0][-1]
         if dim is None:
             raise ValueError(f"feature size must be known; got input shape {input_shape[0]}")
-        init = keras.initializers.RandomNormal(stddev=1.0 / math.sqrt(dim))
-        self.cluster_kernel = self.add_weight(shape=(dim, self.num_clusters), initializer=init,
-                                              name="cluster_kernel")
-        if self.cluster_bn:
-            self.logits_bn.build(((None, None, self.num_clusters), (None, None)))
-        else:
-            self.cluster_bias = self.add_weight(shape=(self.num_clusters,), initializer="zeros",
-                                                name="cluster_bias")
-
-    def assignments(self, inputs, training=None):
-        """[frames (B, T, D), mask (B, T)] -> (B, T, K) soft assignments of every frame (padding rows
-        included: multiply by the mask to drop them)."""
-        frames, mask = inputs
-        logits = ops.matmul(frames, self.cluster_kernel)  # (B, T, K)
-        if self.cluster_bn:
-            logits = self.logits_bn([logits, mask], training=training)
-        else:
-            logits = logits + self.cluster_bias
-        return softmax32(logits)
+        self._build_assignment(dim)
 
     def call(self, inputs, training=None):
         frames, mask = inputs  # (B, T, D), (B, T)
