@@ -5,5 +5,6 @@ noise (the video split, the rule that keeps a choice only beyond its bootstrap n
 report), weighting (one weight per member, kept only when it wins on videos it was not fitted on),
 candidates (every run at every precision, with its validation predictions and exact bytes),
 artifact (the one-graph ensemble model, its layers, save, load and the check that an artifact's files
-belong together), summary (the printed tables and plan.png), submit_job (what `python submit.py` runs).
+belong together), summary (the printed tables and plan.png), submit_job (what `python submit.py` runs),
+submit_cli (its command line: `python submit.py`, `yt8m submit`).
 """

@@ -1,0 +1,5 @@
+import sys
+
+from yt8m_kit.train.cli import main
+
+sys.exit(main())
