@@ -2,7 +2,9 @@
 
 import errno
 import functools
+import signal
 import sys
+import threading
 
 
 class Yt8mError(Exception):
@@ -39,27 +41,43 @@ def disk_full_message(error, path=None):
             "no partial file was left behind")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and `timeout` send), raised where SIGINT raises KeyboardInterrupt, so that
+    every atomic writer removes its temporary and the command ends as on Ctrl-C (exit 143, not 130)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def cli_main(fn):
     """Decorate a CLI main(argv): the process settings of yt8m_kit.runtime are applied first, and a
-    Yt8mError, or a full disk (OSError ENOSPC/EDQUOT), exits 2 with its message and no traceback."""
+    Yt8mError, or a full disk (OSError ENOSPC/EDQUOT), exits 2 with its message and no traceback. Ctrl-C and
+    SIGTERM interrupt alike: temporaries removed, one line said, exit 130 or 143."""
 
     @functools.wraps(fn)
     def wrapper(argv=None):
         from yt8m_kit.runtime import configure_process
 
         configure_process()
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return fn(argv)
         except Yt8mError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             print("interrupted: no partial output was written", file=sys.stderr)
-            return 130
+            return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
         except OSError as e:
             if e.errno not in DISK_FULL:
                 raise
             print(f"error: {disk_full_message(e)}", file=sys.stderr)
             return 2
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
