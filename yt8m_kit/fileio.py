@@ -3,6 +3,7 @@
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 
 
@@ -105,6 +106,35 @@ def atomic_open(path, mode="w", **kwargs):
             yield f
             f.flush()
             os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory, what="run directory"):
+    """Hold `directory`/.lock (an exclusive fcntl lock) for the block, or refuse with a ConfigError naming the
+    live process that holds it (its PID and command line, which the holder writes into the file). The
+    kernel releases the lock when its holder ends, however it ends (SIGKILL included): a killed run leaves
+    nothing stuck, and the stale text in the file is only read while someone holds the lock."""
+    import fcntl
+
+    from yt8m_kit.errors import ConfigError
+
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, ".lock"), "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "a process that has not yet written its name"
+            raise ConfigError(f"{what} {directory} is in use by another live process ({holder}); wait for "
+                              "it to end, stop it, or use another directory") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()}: {' '.join(sys.argv)}\n")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def sha256_file(path, chunk=1 << 22):

@@ -43,7 +43,6 @@ def count_examples(files):
 
 def prepare_run(config, is_chief):
     """Check the data level and run.json; return (level, run record, total steps)."""
-    from yt8m_kit.train import checkpoint as ckpt_lib
     from yt8m_kit.data import dataset as data_lib
     from yt8m_kit.models import model_info
 
@@ -54,6 +53,21 @@ def prepare_run(config, is_chief):
         raise ConfigError(f"model {config.model!r} is {level} level but --train {config.train} holds "
                           f"{data_level}-level records: train {level}-level models on {level}-level data")
     record = run_record(config, level)
+    check_resume(config, record)
+    examples = None
+    if level == "video" or config.epochs is not None:
+        examples = checked_count(config.train, files, config)
+    if config.steps is not None:
+        total = config.steps
+    else:
+        total = max(1, math.ceil(config.epochs * examples / config.batch_size))
+    return level, record, total
+
+
+def check_resume(config, record):
+    """Refuse a run directory whose run.json another configuration wrote, saying how to resume it."""
+    from yt8m_kit.train import checkpoint as ckpt_lib
+
     run_path = os.path.join(config.out, ckpt_lib.RUN_JSON)
     if os.path.exists(run_path):
         from yt8m_kit.models import saved_overrides
@@ -76,14 +90,6 @@ def prepare_run(config, is_chief):
                         "defaults.")
             raise ConfigError(f"{run_path} was written by a different run; it differs in: " + ", ".join(diffs)
                               + ". Rerun with the original settings to resume, or use a new --out." + hint)
-    examples = None
-    if level == "video" or config.epochs is not None:
-        examples = checked_count(config.train, files, config)
-    if config.steps is not None:
-        total = config.steps
-    else:
-        total = max(1, math.ceil(config.epochs * examples / config.batch_size))
-    return level, record, total
 
 
 def checked_count(pattern, files, config):
@@ -130,9 +136,15 @@ def train(config):
                           f"{strategy.num_replicas_in_sync} replicas")
     level, record, total = prepare_run(config, is_chief)
     model, optimizer = build(config, strategy)
-    if is_chief:  # only now: a model that cannot be built must not pin the run directory
-        from yt8m_kit.train import checkpoint as ckpt_lib
+    if not is_chief:
+        return run_loop(config, strategy, is_chief, level, total, model, optimizer)
+    from yt8m_kit.fileio import exclusive_lock
+    from yt8m_kit.train import checkpoint as ckpt_lib
 
+    # One process trains a run directory at a time (a killed one leaves no lock behind). Taken only now: a
+    # model that cannot be built must not pin the run directory; run.json is checked again under the lock.
+    with exclusive_lock(config.out):
+        check_resume(config, record)  # again: another run may have written run.json since
         ckpt_lib.write_run_json(config.out, record)
         ckpt_lib.clean_stale_temporaries(config.out)
-    return run_loop(config, strategy, is_chief, level, total, model, optimizer)
+        return run_loop(config, strategy, is_chief, level, total, model, optimizer)
