@@ -48,3 +48,46 @@ def test_upload_attempts_below_one_are_refused(attempts, tmp_path, capsys):
 def test_a_negative_budget_gets_the_real_message(capsys):
     code, err = _run(submit_cli.main, ["--budget", "-1GB"], capsys)
     assert code == 2 and "cannot read size '-1GB'" in err and "expected one argument" not in err
+
+
+@pytest.mark.parametrize("budget", ["1e400", "1e30GB"])
+def test_a_budget_too_large_to_hold_is_refused(budget, capsys):
+    code, err = _run(submit_cli.main, ["--budget", budget], capsys)
+    assert code == 2 and f"--budget: size {budget!r} is too large" in err and "Traceback" not in err
+
+
+def test_average_of_a_run_that_does_not_exist_says_so(tmp_path, capsys):
+    from yt8m_kit.train.averaging import main as average_main
+
+    missing = str(tmp_path / "typo")
+    code, err = _run(average_main, [missing], capsys)
+    assert code == 2 and f"run directory {missing} does not exist" in err
+    assert not os.path.exists(missing)  # nothing created under the mistyped name
+
+
+def test_train_with_fewer_steps_than_the_run_has_is_refused_and_run_json_kept(tmp_path, video_data, capsys):
+    import json
+
+    from yt8m_kit.train.cli import main as train_main
+
+    out = tmp_path / "run"
+    argv = ["--model", "video_logistic", "--train", str(video_data / "train*.tfrecord"), "--out", str(out),
+            "--batch-size", "8", "--checkpoint-every", "4", "--no-progress"]
+    assert train_main(argv + ["--steps", "4"]) == 0
+    before = json.loads((out / "run.json").read_text())
+    code, err = _run(train_main, argv + ["--steps", "2"], capsys)
+    assert code == 2 and "is at step 4, past the 2 steps asked for: nothing to train" in err
+    assert json.loads((out / "run.json").read_text()) == before  # not rewritten with the smaller total
+    code, err = _run(train_main, argv + ["--steps", "4"], capsys)
+    assert code == 0 and "already at step 4: nothing to train" in err
+
+
+def test_a_binary_file_given_as_a_csv_is_named_not_a_traceback(tmp_path, video_data, capsys):
+    """e.g. `evaluate --predictions FILE.h5` (a prediction file, not a Kaggle CSV): was a UnicodeDecodeError."""
+    path = tmp_path / "predictions.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 8)
+    for main, argv in ((evaluate_main, ["--predictions", str(path), "--data", str(video_data / "validate*.tfrecord")]),
+                       (merge.main, [str(path), "--output", str(tmp_path / "out.csv")]),
+                       (upload.main, [str(path), "--message", "m", "--dry-run"])):
+        code, err = _run(main, argv, capsys)
+        assert code == 2 and f"file {path}: not a text CSV" in err and "Traceback" not in err, (main.__module__, err)

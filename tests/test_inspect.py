@@ -46,3 +46,13 @@ def test_inspect_finds_crc_error_and_exits_1(frame_data, tmp_path, capsys):
 def test_inspect_bad_pattern_exits_2(tmp_path, capsys):
     assert main([str(tmp_path / "none*.tfrecord")]) == 2
     assert "no files match" in capsys.readouterr().err
+
+
+def test_inspect_of_a_csv_says_it_is_not_a_tfrecord_in_plain_words(tmp_path, capsys):
+    """Was TensorFlow's op text: `{{function_node __wrapped__IteratorGetNext...}} corrupted record at 0`."""
+    csv = tmp_path / "submission.csv"
+    csv.write_text("VideoId,LabelConfidencePairs\nabc,1 0.5\n")
+    assert main([str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert f"file {csv}, record 0: cannot read the first record: not a TFRecord file (it is a Kaggle CSV)" in err
+    assert "function_node" not in err and "[Op:" not in err

@@ -192,4 +192,7 @@ def parse_size(text):
     if unit not in powers:
         raise ValueError(f"cannot read size {text!r}: unknown unit {m.group(2)!r} (B, K/KB/KiB, M/MB/MiB, "
                          "G/GB/GiB, T/TB/TiB: all binary)")
-    return int(round(number * 1024 ** powers[unit]))
+    size = number * 1024 ** powers[unit]
+    if size > 2 ** 63 - 1:
+        raise ValueError(f"size {text!r} is too large (at most 2^63 - 1 bytes)")
+    return int(round(size))

@@ -24,6 +24,7 @@ def inspect_files(pattern, progress=False):
 
     from yt8m_kit.data import dataset as data
     from yt8m_kit.data import parsing
+    from yt8m_kit.data.records import op_error_text
 
     files = data.list_files(pattern)
     info = data.detect_format(files, allow_2017=True)
@@ -56,7 +57,7 @@ def inspect_files(pattern, progress=False):
                     f_frames += int(parts["rgb"].row_lengths().numpy().sum())
                 record += len(reason)
         except tf.errors.OpError as e:  # a record that is not a protobuf at all
-            corrupt.append({"file": f, "record": record, "error": e.message.strip().splitlines()[0]})
+            corrupt.append({"file": f, "record": record, "error": op_error_text(e, f)})
         videos += count
         frames += f_frames
         per_file.append({"file": f, "videos": count, "frames": f_frames if info.level == "frame" else None,

@@ -91,13 +91,35 @@ def data_signature(pattern):
     return h.hexdigest()[:16]
 
 
+def op_error_text(error, path=None):
+    """A TensorFlow OpError's first line without its graph-function name and op tag, in the user's terms: a
+    file that does not start like a TFRecord is named as such (a Kaggle CSV by its header)."""
+    import re
+
+    text = (error.message if hasattr(error, "message") else str(error)).strip()
+    text = text.splitlines()[0] if text else type(error).__name__
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip()
+    if "Is this even a TFRecord file?" in text:
+        head = b""
+        if path is not None:
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(64)
+            except OSError:
+                pass
+        kind = " (it is a Kaggle CSV)" if head.lstrip(b"\xef\xbb\xbf").startswith(b"VideoId,") else ""
+        return f"not a TFRecord file{kind}: " + text.replace(" (Is this even a TFRecord file?)", "")
+    return text
+
+
 def detect_format(files, allow_2017=False):
     """Look at the first record of files[0]: FormatInfo(level, version)."""
     path = files[0]
     try:
         first = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
     except tf.errors.OpError as e:
-        raise DataError(f"cannot read the first record: {e.message.splitlines()[0]}", file=path, record=0) from None
+        raise DataError(f"cannot read the first record: {op_error_text(e, path)}", file=path, record=0) from None
     if first is None:
         raise DataError("file has no records", file=path)
     try:
@@ -132,7 +154,7 @@ def scan_file(path):
         for n in tf.data.TFRecordDataset(str(path)).map(tf.strings.length).batch(1):
             count, nbytes = count + 1, nbytes + int(n[0]) + _FRAMING
     except tf.errors.OpError as e:
-        return count, e.message.splitlines()[0]
+        return count, op_error_text(e, path)
     size = tf.io.gfile.stat(str(path)).length
     if nbytes != size:
         return count, (f"{size - nbytes} bytes after the last whole record: the file ends inside a record "

@@ -127,26 +127,30 @@ def _rows(path, num_classes=None, max_pairs=None):
         f = open(path, encoding="utf-8", newline="")
     except OSError as e:  # missing, a directory, unreadable: a message naming it, not a traceback
         raise DataError(f"cannot read this CSV: {e.strerror or e}", file=path) from None
-    with f:
-        header = f.readline().rstrip("\r\n").lstrip("\ufeff")
-        if header != HEADER:
-            raise DataError(f"bad header: expected {HEADER!r}", file=path, record="line 1",
-                            value=header[:80])
-        for number, line in enumerate(f, start=2):
-            line = line.rstrip("\r\n")
-            where = {"file": path, "record": f"line {number}"}
-            if "," not in line:
-                raise DataError("expected '<id>,<label> <conf> ...'", value=line[:80], **where)
-            video_id, pairs = line.split(",", 1)
-            if not video_id:
-                raise DataError("empty video id", value=line[:80], **where)
-            tokens = pairs.split()
-            if len(tokens) % 2:
-                raise DataError("odd number of tokens: pairs are '<label> <conf>'", value=pairs[:80], **where)
-            labels, confs = _parse_pairs(tokens, where)
-            if num_classes is not None or max_pairs is not None:
-                _check_row(labels, confs, num_classes, max_pairs, where)
-            yield number, video_id, np.array(labels, dtype=np.int64), np.array(confs, dtype=np.float64)
+    try:
+        with f:
+            header = f.readline().rstrip("\r\n").lstrip("\ufeff")
+            if header != HEADER:
+                raise DataError(f"bad header: expected {HEADER!r}", file=path, record="line 1",
+                                value=header[:80])
+            for number, line in enumerate(f, start=2):
+                line = line.rstrip("\r\n")
+                where = {"file": path, "record": f"line {number}"}
+                if "," not in line:
+                    raise DataError("expected '<id>,<label> <conf> ...'", value=line[:80], **where)
+                video_id, pairs = line.split(",", 1)
+                if not video_id:
+                    raise DataError("empty video id", value=line[:80], **where)
+                tokens = pairs.split()
+                if len(tokens) % 2:
+                    raise DataError("odd number of tokens: pairs are '<label> <conf>'", value=pairs[:80], **where)
+                labels, confs = _parse_pairs(tokens, where)
+                if num_classes is not None or max_pairs is not None:
+                    _check_row(labels, confs, num_classes, max_pairs, where)
+                yield number, video_id, np.array(labels, dtype=np.int64), np.array(confs, dtype=np.float64)
+    except UnicodeDecodeError as e:  # a binary file given as a CSV (a .h5 prediction file, a TFRecord)
+        raise DataError(f"not a text CSV: a byte near offset {e.start} of a read block is not UTF-8 (a binary "
+                        "file, such as a .h5 prediction file or a TFRecord? a Kaggle CSV is text)", file=path) from None
 
 
 def _parse_pairs(tokens, where):

@@ -107,6 +107,8 @@ def default_window(ckpts):
 
 def select_checkpoints(run_dir, last=None, steps=None, log=None):
     """[(step, path)] chosen by --last K, an explicit list of steps, or (neither) default_window."""
+    if not os.path.isdir(run_dir):
+        raise ConfigError(f"run directory {run_dir} does not exist")
     ckpts = list_checkpoints(run_dir)
     if not ckpts:
         raise ConfigError(f"{run_dir} holds no checkpoint (ckpt-*): train first")

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import sys
 
 from yt8m_kit.errors import ConfigError
 from yt8m_kit.fileio import read_json
@@ -145,6 +146,13 @@ def train(config):
     # model that cannot be built must not pin the run directory; run.json is checked again under the lock.
     with exclusive_lock(config.out):
         check_resume(config, record)  # again: another run may have written run.json since
+        ckpts = ckpt_lib.list_checkpoints(config.out)
+        if ckpts and ckpts[-1][0] > total:  # before run.json is rewritten with the smaller total
+            raise ConfigError(f"{config.out} is at step {ckpts[-1][0]}, past the {total} steps asked for: nothing "
+                              f"to train. To train on, give --steps above {ckpts[-1][0]}; to use it as it is, "
+                              f"average or evaluate it")
+        if ckpts and ckpts[-1][0] == total:
+            print(f"{config.out} is already at step {total}: nothing to train", file=sys.stderr)
         ckpt_lib.write_run_json(config.out, record)
         ckpt_lib.clean_stale_temporaries(config.out)
         return run_loop(config, strategy, is_chief, level, total, model, optimizer)
