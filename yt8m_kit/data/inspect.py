@@ -32,9 +32,9 @@ def inspect_files(pattern, progress=False):
     videos = frames = labels = 0
     bar = None
     if progress:
-        import keras
+        from yt8m_kit.progress import Progress
 
-        bar = keras.utils.Progbar(len(files), unit_name="file")
+        bar = Progress(len(files), "file", quiet_if_not_tty=True)  # a report follows
     for k, f in enumerate(files):
         count, err = data.scan_file(f)
         if err:

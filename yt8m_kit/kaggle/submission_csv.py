@@ -111,10 +111,8 @@ class CsvWriter:
         """Line number of `video_id` in what was written so far, or None (a fingerprint collision)."""
         self._file.flush()
         with open(self._file.name, encoding="utf-8", newline="") as f:
-            for number, line in enumerate(f, start=1):
-                if number > 1 and line.split(",", 1)[0] == video_id:
-                    return number
-        return None
+            return next((number for number, line in enumerate(f, start=1)
+                         if number > 1 and line.split(",", 1)[0] == video_id), None)
 
 
 def _pairs_text(indices, values):
@@ -124,11 +122,7 @@ def _pairs_text(indices, values):
 def _rows(path, num_classes=None, max_pairs=None):
     """Yield (line number, id, labels, confs); with num_classes/max_pairs, check each row too."""
     try:
-        f = open(path, encoding="utf-8", newline="")
-    except OSError as e:  # missing, a directory, unreadable: a message naming it, not a traceback
-        raise DataError(f"cannot read this CSV: {e.strerror or e}", file=path) from None
-    try:
-        with f:
+        with open(path, encoding="utf-8", newline="") as f:
             header = f.readline().rstrip("\r\n").lstrip("\ufeff")
             if header != HEADER:
                 raise DataError(f"bad header: expected {HEADER!r}", file=path, record="line 1",
@@ -148,9 +142,11 @@ def _rows(path, num_classes=None, max_pairs=None):
                 if num_classes is not None or max_pairs is not None:
                     _check_row(labels, confs, num_classes, max_pairs, where)
                 yield number, video_id, np.array(labels, dtype=np.int64), np.array(confs, dtype=np.float64)
-    except UnicodeDecodeError as e:  # a binary file given as a CSV (a .h5 prediction file, a TFRecord)
-        raise DataError(f"not a text CSV: a byte near offset {e.start} of a read block is not UTF-8 (a binary "
-                        "file, such as a .h5 prediction file or a TFRecord? a Kaggle CSV is text)", file=path) from None
+    except OSError as e:  # missing, a directory, unreadable: a message naming it, not a traceback
+        raise DataError(f"cannot read this CSV: {e.strerror or e}", file=path) from None
+    except UnicodeDecodeError:  # a binary file given as a CSV (a .h5 prediction file, a TFRecord)
+        raise DataError("not a text CSV: it holds bytes that are not UTF-8 (a .h5 or TFRecord file?)",
+                        file=path) from None
 
 
 def _parse_pairs(tokens, where):

@@ -8,7 +8,6 @@ models/configs.py without building any model.
 """
 
 import argparse
-import contextlib
 import gc
 import json
 import sys
@@ -22,7 +21,9 @@ def model_sizes(names):
 
     from yt8m_kit.models import create_model, model_info
 
-    bar = keras.utils.Progbar(len(names)) if len(names) > 1 else None
+    from yt8m_kit.progress import Progress
+
+    bar = Progress(len(names), "model", quiet_if_not_tty=True) if len(names) > 1 else None  # a table follows
     rows = []
     for i, name in enumerate(names):
         model = create_model(name)
@@ -34,8 +35,7 @@ def model_sizes(names):
         keras.backend.clear_session()
         gc.collect()
         if bar is not None:
-            with contextlib.redirect_stdout(sys.stderr):  # keep stdout clean for --json
-                bar.update(i + 1)
+            bar.update(i + 1)
     return rows
 
 

@@ -191,20 +191,17 @@ def log_scalars(writer, step, values):
 
 
 class _Progress:
-    """keras Progbar on stderr (it writes to stdout, which carries the result JSON)."""
+    """The trainer's progress on stderr (stdout carries the result JSON): a bar on a terminal, else plain lines."""
 
     def __init__(self, total, start, enabled):
-        import keras
+        from yt8m_kit.progress import Progress
 
-        self.bar = keras.utils.Progbar(total, stateful_metrics=["loss", "ex/s", "gap"]) if enabled else None
+        self.bar = Progress(total, "step", stateful=("loss", "ex/s", "gap")) if enabled else None
         self.update(start, [])
 
     def update(self, step, values):
         if self.bar is not None:
-            import contextlib
-
-            with contextlib.redirect_stdout(sys.stderr):
-                self.bar.update(step, values)
+            self.bar.update(step, values)
 
 
 def run_loop(config, strategy, is_chief, level, total, model, optimizer):
