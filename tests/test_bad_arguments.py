@@ -91,3 +91,15 @@ def test_a_binary_file_given_as_a_csv_is_named_not_a_traceback(tmp_path, video_d
                        (upload.main, [str(path), "--message", "m", "--dry-run"])):
         code, err = _run(main, argv, capsys)
         assert code == 2 and f"file {path}: not a text CSV" in err and "Traceback" not in err, (main.__module__, err)
+
+
+def test_submit_without_runs_names_where_it_looked_and_the_demo_runs(tmp_path, monkeypatch, capsys):
+    """After `make demo`, `python submit.py --budget 1GB` looked in checkpoints/ and said only 'train first'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo_out" / "runs").mkdir(parents=True)
+    (tmp_path / "checkpoints").mkdir()
+    code, err = _run(submit_cli.main, ["--budget", "1GB"], capsys)
+    assert code == 2 and "no run with a checkpoint under checkpoints (looked for checkpoints/NAME/ckpt-*)" in err
+    assert "the demo's runs are in demo_out/runs: python submit.py --budget 1GB --runs demo_out/runs" in err
+    code, err = _run(submit_cli.main, ["--budget", "1GB", "--runs", "elsewhere"], capsys)
+    assert code == 2 and "--runs elsewhere is not a directory" in err and "--runs demo_out/runs" in err

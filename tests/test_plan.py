@@ -183,3 +183,14 @@ def test_explain_and_pareto():
     assert "dropped" in text and "exceeds the budget" in text
     front = P.pareto_front(plans)
     assert [p.members for p in front] == [(1,), (3,), (1, 3), (0, 3), (1, 2), (0, 2)]
+
+
+def test_a_member_dropped_for_a_gain_within_the_noise_says_so():
+    """Was 'dropped: adding it at int8 fits but changes GAP by +0.0042': a gain, dropped, the reason elsewhere."""
+    cands = [P.Candidate("a", "m", "float32", 400), P.Candidate("b", "m", "float32", 400)]
+    plan = P.Plan((0,), 400, 0.70)
+    why = explain(cands, plan, {(0,): 0.70, (1,): 0.60, (0, 1): 0.7042}.__getitem__, 1000)
+    assert why["b"] == ("dropped: adding it at float32 fits but changes GAP by +0.0042, within the noise: a member "
+                        "stays only where it helps by more than --noise-z standard errors of the paired difference")
+    why = explain(cands, plan, {(0,): 0.70, (1,): 0.60, (0, 1): 0.69}.__getitem__, 1000)
+    assert why["b"] == "dropped: adding it at float32 fits but changes GAP by -0.0100: it does not help"

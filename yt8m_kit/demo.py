@@ -81,6 +81,7 @@ def run_demo(out, videos=500, classes=40, steps=400, batch_size=32, keep=4, chec
                    "--out", run_dir, "--steps", steps, "--batch-size", batch_size, "--frames", frames,
                    "--lr-decay", 0.3, "--lr-decay-examples", steps * batch_size // 4,
                    "--checkpoint-every", checkpoint_every, "--keep", keep, "--seed", seed,
+                   "--valid", valid_glob, "--valid-every", steps,  # once, at the end: run.json records it for submit.py
                    "--no-progress"])
         stage.run(f"Average the last {keep} checkpoints of {name}",
                   ["-m", "yt8m_kit.average", run_dir, "--last", keep])

@@ -14,11 +14,19 @@ from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.train import checkpoint as ckpt_lib
 
 
+def _where_runs_are(runs_dir):
+    """A hint naming the demo's runs when they exist and were not what was looked in."""
+    demo = os.path.join("demo_out", "runs")
+    if os.path.isdir(demo) and os.path.abspath(demo) != os.path.abspath(runs_dir):
+        return f"; the demo's runs are in {demo}: python submit.py --budget 1GB --runs {demo}"
+    return ""
+
+
 def find_runs(runs_dir):
     """Run directories under `runs_dir` (each holding a checkpoint), sorted by name."""
     if not os.path.isdir(runs_dir):
         raise ConfigError(f"--runs {runs_dir} is not a directory: train models first "
-                          "(python -m yt8m_kit.train --out checkpoints/NAME ...)")
+                          f"(python -m yt8m_kit.train --out {runs_dir}/NAME ...)" + _where_runs_are(runs_dir))
     runs = []
     for entry in sorted(os.listdir(runs_dir)):
         path = os.path.join(runs_dir, entry)
@@ -27,7 +35,8 @@ def find_runs(runs_dir):
                 ckpt_lib.resolve_checkpoint(path)  # a stale average is refused here, naming the run
                 runs.append(path)
     if not runs:
-        raise ConfigError(f"no run with a checkpoint under {runs_dir}: train models first")
+        raise ConfigError(f"no run with a checkpoint under {runs_dir} (looked for {runs_dir}/NAME/ckpt-*): train "
+                          f"models first (python -m yt8m_kit.train --out {runs_dir}/NAME ...)" + _where_runs_are(runs_dir))
     return runs
 
 

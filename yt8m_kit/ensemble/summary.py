@@ -110,7 +110,8 @@ def explain(candidates, plan, gap_fn, budget, overhead=0):
         else:
             scores = [(gap_fn(alt), o) for _, o, alt, _ in fitting]
             g, o = max(scores)
-            why[run] = (f"dropped: adding it at {candidates[o].precision} fits but changes GAP by "
-                        f"{g - plan.gap:+.4f}")
+            why[run] = (f"dropped: adding it at {candidates[o].precision} fits but changes GAP by {g - plan.gap:+.4f}"
+                        + (", within the noise: a member stays only where it helps by more than --noise-z standard "
+                           "errors of the paired difference" if g > plan.gap else ": it does not help"))
     return why
 
