@@ -116,6 +116,40 @@ def test_fingerprint_is_the_weights_content(tmp_path):
     assert ck.fingerprint(c) != ck.fingerprint(a)
 
 
+@pytest.mark.parametrize("damage", ["truncated npz", "deleted npz", "bit-flipped npz", "deleted state.json",
+                                    "state.json without variables"])
+def test_a_damaged_training_state_is_named_with_how_to_go_on(tmp_path, damage):
+    """Was a zipfile.BadZipFile / FileNotFoundError traceback, or, with state.json deleted as advised, only
+    'does not exist'."""
+    import keras
+
+    model = small_model()
+    opt = keras.optimizers.Adam(1e-3)
+    opt.build(model.trainable_variables)
+    path = ck.save_checkpoint(tmp_path, 3, model, meta(), optimizer=opt, state={})
+    npz, js = os.path.join(path, "train_state", "variables.npz"), os.path.join(path, "train_state", "state.json")
+    blob = open(npz, "rb").read()
+    if damage == "truncated npz":
+        open(npz, "wb").write(blob[: len(blob) // 2])
+    elif damage == "deleted npz":
+        os.unlink(npz)
+    elif damage == "bit-flipped npz":
+        flipped = bytearray(blob)
+        for k in range(64, len(flipped) - 64, 97):
+            flipped[k] ^= 0xFF
+        open(npz, "wb").write(bytes(flipped))
+    elif damage == "deleted state.json":
+        os.unlink(js)
+    else:
+        json.dump({"step": 3}, open(js, "w"))
+    with pytest.raises(ConfigError) as e:
+        restore_train_state(path, model, opt)
+    text = str(e.value)
+    bad = js if "state.json" in damage else npz
+    assert text.startswith(f"checkpoint {path} cannot be resumed: its training state {bad} is missing or unreadable")
+    assert f"delete {path} and rerun, which resumes from the checkpoint before it" in text
+
+
 def test_train_state_roundtrip(tmp_path):
     import keras
 
