@@ -120,3 +120,45 @@ def test_a_resume_with_a_changed_teacher_is_refused(video_data, tmp_path, capsys
     assert distill(video_data, out, teacher, 4) == 2  # the run now resolves to other weights
     err = capsys.readouterr().err
     assert "was trained with another teacher" in err and "new --out" in err
+
+
+@pytest.mark.parametrize("bad", ["100 classes", "4716 classes", "NaN", "x50"])
+def test_teacher_scores_that_are_not_3862_probabilities_are_refused_before_a_step(video_data, tmp_path, capsys, bad):
+    """Were a TensorFlow shape traceback (100 or 4,716 classes) or a run that trained on (NaN: loss NaN; x50: loss
+    -124) and wrote NaN checkpoints."""
+    from yt8m_kit.data.dataset import read_ids_and_labels
+
+    ids, _ = read_ids_and_labels(str(video_data / "train*.tfrecord"))
+    classes = {"100 classes": 100, "4716 classes": 4716}.get(bad, 3862)
+    scores = np.random.default_rng(0).random((len(ids), classes)).astype(np.float32)
+    if bad == "NaN":
+        scores[5, 7] = np.nan
+    elif bad == "x50":
+        scores *= 50
+    path = tmp_path / "teacher.h5"
+    save_predictions(str(path), ids, scores)
+    out = tmp_path / "s"
+    assert distill(video_data, out, path) == 2
+    err = capsys.readouterr().err
+    assert f"teacher {path}" in err and "Traceback" not in err
+    if "classes" in bad:
+        assert f"scores of shape ({len(ids)}, {classes})" in err and "3862 class probabilities" in err
+    else:
+        assert "is not a probability" in err and f"video {ids[5] if bad == 'NaN' else ids[0]!r}" in err
+    assert not any(n.startswith("ckpt-") for n in os.listdir(out)) if out.exists() else True
+    assert not (out / "teacher" / "teacher.json").exists()  # a refused teacher is not pinned to the run
+
+
+def test_a_teacher_refused_for_missing_videos_then_regenerated_is_accepted(video_data, tmp_path, capsys):
+    """It was pinned before the coverage check, so the regenerated (complete) file was refused forever as
+    'another teacher' though no step had run."""
+    from yt8m_kit.data.dataset import read_ids_and_labels
+
+    ids, _ = read_ids_and_labels(str(video_data / "train*.tfrecord"))
+    path = tmp_path / "teacher.h5"
+    save_predictions(str(path), ids[:-3], np.zeros((len(ids) - 3, 3862), np.float32))
+    out = tmp_path / "s"
+    assert distill(video_data, out, path) == 2
+    save_predictions(str(path), ids, np.full((len(ids), 3862), 0.01, np.float32))
+    capsys.readouterr()
+    assert distill(video_data, out, path) == 0, capsys.readouterr().err

@@ -96,9 +96,10 @@ def check_coverage(teacher_ids, train_ids, teacher):
                         f"(e.g. {missing[:3]}): give predictions on the --train files", file=teacher)
 
 
-def pin_teacher(config, kind, fingerprint):
+def pin_teacher(config, kind, fingerprint, write=True):
     """The first start of a run records which teacher it learns from (RUN_DIR/teacher/teacher.json); a
-    resume whose teacher has other weights is refused, so that no run mixes two teachers' targets."""
+    resume whose teacher has other weights is refused, so that no run mixes two teachers' targets. With
+    write=False only the check: the record is written once the teacher's scores have passed their checks."""
     from yt8m_kit.fileio import read_json, write_json
 
     path = os.path.join(config.out, "teacher", "teacher.json")
@@ -108,8 +109,28 @@ def pin_teacher(config, kind, fingerprint):
             raise ConfigError(f"{config.out} was trained with another teacher ({pinned.get('kind')} "
                               f"{pinned.get('teacher')}, fingerprint {str(pinned.get('fingerprint'))[:12]}); "
                               f"{config.teacher} now has {fingerprint[:12]}: resume with that teacher, or use a new --out")
-    else:
+    elif write:
         write_json(path, {"teacher": os.path.abspath(config.teacher), "kind": kind, "fingerprint": fingerprint})
+
+
+def check_scores(ids, scores, teacher, chunk=65536):
+    """Teacher scores are (videos, 3862) probabilities: another class count, or a value that is not finite or
+    outside [0, 1], is refused naming the teacher (and the first such video) before any step trains on it."""
+    from yt8m_kit import NUM_CLASSES
+
+    shape = tuple(np.shape(scores))
+    if len(shape) != 2 or shape[1] != NUM_CLASSES or shape[0] != len(ids):
+        raise ConfigError(f"teacher {teacher} gives scores of shape {shape} for {len(ids)} videos: one row of "
+                          f"{NUM_CLASSES} class probabilities (the 2018 vocabulary) a video was expected")
+    for start in range(0, shape[0], chunk):
+        block = np.asarray(scores[start:start + chunk], np.float32)
+        bad = ~(np.isfinite(block) & (block >= 0) & (block <= 1)).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            row = block[i]
+            value = row[~(np.isfinite(row) & (row >= 0) & (row <= 1))][0]
+            raise ConfigError(f"teacher {teacher}: video {ids[start + i]!r} has a score {value} that is not a "
+                              "probability (finite, in [0, 1]); soft targets must be probabilities")
 
 
 def prepare(config, log=None):
@@ -119,11 +140,13 @@ def prepare(config, log=None):
 
     check_lambda(config.distill_lambda)  # before the teacher is hashed or predicted
     kind, fingerprint = teacher_fingerprint(config.teacher)  # hashes the teacher once for both uses below
-    pin_teacher(config, kind, fingerprint)
+    pin_teacher(config, kind, fingerprint, write=False)  # a resume with another teacher: refused before predicting
     ids, scores = teacher_scores(config, kind, fingerprint, log)
+    check_scores(ids, scores, config.teacher)
     if kind == "predictions" and not config.skip_bad:  # the others were predicted on --train itself
         check_coverage(ids, data_lib.read_ids_and_labels(config.train, allow_2017=config.allow_2017)[0],
                        config.teacher)
+    pin_teacher(config, kind, fingerprint)  # only now: a teacher refused above is not pinned to the run
     return soft_target_fn(ids, scores, config.distill_lambda)
 
 
