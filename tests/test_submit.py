@@ -123,6 +123,18 @@ def test_budget_nothing_fits_exits_nonzero(runs, frame_data, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "o" / "plan.json")
 
 
+def test_unlabelled_valid_records_are_refused_and_the_previous_artifact_kept(runs, frame_data, tmp_path, capsys):
+    """`--valid` on test records (no labels): was every GAP 0.0000 and the artifact written over the previous."""
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "plan.json").write_text("{}")
+    rc = submit_cli.main(["--budget", "1GB", "--runs", str(runs), "--valid", str(frame_data / "test*.tfrecord"),
+                          "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "has a label (test records?): plans are scored on labelled validation records" in err, err
+    assert (out / "plan.json").read_text() == "{}"
+
+
 def test_cache_is_keyed_by_seed(runs, frame_data, tmp_path):
     logs = []
     build_candidates(config(runs, frame_data, tmp_path, 10**9, seed=7, precisions=("int8",)), logs.append, [])

@@ -100,6 +100,9 @@ def run_submit(config, log=None):
     handles = []
     try:
         candidates, scores, indptr, indices, models, ids = build_candidates(config, log, handles)
+        if len(indices) == 0:  # every GAP would be 0 and the plan arbitrary: nothing is written
+            raise ConfigError(f"--valid {config.valid}: none of its {len(ids)} videos has a label (test records?): "
+                              "plans are scored on labelled validation records")
         t0 = time.time()
         choose_rows, report_rows = noise.split_videos(ids, config.report_fraction)
         if choose_rows.size == 0 or (config.report_fraction > 0 and report_rows.size == 0):
