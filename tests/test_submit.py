@@ -135,6 +135,23 @@ def test_unlabelled_valid_records_are_refused_and_the_previous_artifact_kept(run
     assert (out / "plan.json").read_text() == "{}"
 
 
+def test_a_run_without_checkpoint_is_named_and_a_run_of_an_unknown_model_is_refused_naming_it(frame_data, tmp_path,
+                                                                                                capsys):
+    """Were: the first skipped without a word, the second refused without naming the run."""
+    root = tmp_path / "runs"
+    (root / "empty").mkdir(parents=True)
+    ckpt_lib.save_checkpoint(str(root / "odd"), 10, create_model(MODELS[0]),
+                             {"model": MODELS[0], "overrides": {}, "level": "frame"})
+    meta = root / "odd" / "ckpt-00000010" / ckpt_lib.MODEL_JSON
+    meta.write_text(meta.read_text().replace(f'"{MODELS[0]}"', '"no_such_model"'))
+    rc = submit_cli.main(["--budget", "1GB", "--runs", str(root), "--valid", str(frame_data / "validate*.tfrecord"),
+                          "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert f"skipping {root / 'empty'}: no checkpoint in it" in err
+    assert rc == 2 and f"run {root / 'odd'}: cannot build model 'no_such_model'" in err, err
+    assert "unknown model 'no_such_model'" in err
+
+
 def test_cache_is_keyed_by_seed(runs, frame_data, tmp_path):
     logs = []
     build_candidates(config(runs, frame_data, tmp_path, 10**9, seed=7, precisions=("int8",)), logs.append, [])

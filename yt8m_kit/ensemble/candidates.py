@@ -5,6 +5,7 @@ fingerprint, data, precision, repeats, seed and frames all match) and its exact 
 import hashlib
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -34,6 +35,8 @@ def find_runs(runs_dir):
             if ckpt_lib.has_checkpoint(path):
                 ckpt_lib.resolve_checkpoint(path)  # a stale average is refused here, naming the run
                 runs.append(path)
+            else:
+                print(f"skipping {path}: no checkpoint in it (ckpt-*)", file=sys.stderr)
     if not runs:
         raise ConfigError(f"no run with a checkpoint under {runs_dir} (looked for {runs_dir}/NAME/ckpt-*): train "
                           f"models first (python -m yt8m_kit.train --out {runs_dir}/NAME ...)" + _where_runs_are(runs_dir))
@@ -126,7 +129,10 @@ def build_candidates(config, log, handles):
 
     candidates, scores, models, ids0, labels = [], [], {}, None, None
     for run_dir in find_runs(config.runs):
-        model, meta = ckpt_lib.load_model(run_dir)
+        try:
+            model, meta = ckpt_lib.load_model(run_dir)
+        except ConfigError as e:  # e.g. a model.json naming a model this toolkit does not register
+            raise ConfigError(f"run {run_dir}: {e}") from None
         fp = ckpt_lib.fingerprint(run_dir)
         models[run_dir] = (model, dict(meta, fingerprint=fp))
         overrides = {k: v for k, v in (meta.get("overrides") or {}).items() if k != "dtype"}
