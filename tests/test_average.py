@@ -164,3 +164,34 @@ def test_a_stale_average_is_refused_with_the_fix(tmp_path, capsys):
     average.average_checkpoints(tmp_path, last=2, bn_batches=0)  # the fix
     assert ck.describe(ck.resolve_checkpoint(tmp_path)).endswith("average of steps [20, 30]; BN: --no-bn-update: "
                                                                  "the averaged moving statistics are kept)")
+
+
+def test_a_checkpoint_pruned_while_it_is_read_is_chosen_again(tmp_path, monkeypatch):
+    """`average` while `train --keep 2` prunes: was a FileNotFoundError traceback (1 call in 560). The trainer
+    prunes the oldest kept checkpoint as it writes a new one: here, during the first read of the weights."""
+    import shutil
+
+    model, saved = make_run(tmp_path, steps=(10, 20, 30))
+    real = average.average_weight_files
+    calls = []
+
+    def prune_then_read(paths, out):
+        calls.append(list(paths))
+        if len(calls) == 1:  # the run writes step 40 and prunes step 10 meanwhile
+            ck.save_checkpoint(tmp_path, 40, model, {"model": "video", "overrides": OVERRIDES, "level": "video"})
+            shutil.rmtree(tmp_path / "ckpt-00000010")
+            raise FileNotFoundError(2, "No such file or directory", paths[0])
+        return real(paths, out)
+
+    monkeypatch.setattr(average, "average_weight_files", prune_then_read)
+    notes = []
+    out = average.average_checkpoints(str(tmp_path), last=3, bn_batches=0, log=notes.append)
+    assert json.load(open(os.path.join(out, "model.json")))["averaged_steps"] == [20, 30, 40]
+    assert len(calls) == 2 and any("pruned while it was read" in n for n in notes)
+
+    def always_gone(paths, out):
+        raise FileNotFoundError(2, "No such file or directory", paths[0])
+
+    monkeypatch.setattr(average, "average_weight_files", always_gone)
+    with pytest.raises(ConfigError, match="disappeared while it was read, 3 times"):
+        average.average_checkpoints(str(tmp_path), last=2, bn_batches=0)

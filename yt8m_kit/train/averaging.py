@@ -168,11 +168,31 @@ def recompute_batch_norm(run_dir, ckpt, meta, max_batches, train=None, log=None)
     return dict(done, data=pattern, batch_size=batch_size)
 
 
-def average_checkpoints(run_dir, last=None, steps=None, out=None, bn_batches=BN_BATCHES, train=None, log=None):
+def average_checkpoints(run_dir, last=None, steps=None, out=None, bn_batches=BN_BATCHES, train=None, log=None,
+                        attempts=3):
     """Average checkpoints of RUN_DIR into `out` (default RUN_DIR/ckpt-averaged), then recompute its
     batch-norm statistics on at most `bn_batches` training batches (0: keep the averaged ones);
-    return its path."""
+    return its path. A checkpoint that a run still training prunes (--keep) while it is read is not an
+    error: the checkpoints are chosen again, at most `attempts` times in all."""
+    for attempt in range(attempts):
+        try:
+            return _average(run_dir, last, steps, out, bn_batches, train, log)
+        except FileNotFoundError as e:
+            left = list_checkpoints(run_dir) if os.path.isdir(run_dir) else []
+            if attempt + 1 == attempts or not os.path.isdir(run_dir):
+                raise ConfigError(f"{e.filename or e} disappeared while it was read, {attempts} times: is {run_dir} "
+                                  "being trained with a small --keep? Average once it pauses, or with --steps of "
+                                  "checkpoints it keeps") from None
+            if log:
+                log(f"note: a checkpoint was pruned while it was read ({e.filename}); choosing again from "
+                    f"{len(left)} checkpoint(s)")
+
+
+def _average(run_dir, last, steps, out, bn_batches, train, log):
     chosen = select_checkpoints(run_dir, last=last, steps=steps, log=log)
+    for _, p in chosen:  # pruned since it was listed: FileNotFoundError, which the caller retries
+        if not os.path.isfile(os.path.join(p, MODEL_JSON)):
+            raise FileNotFoundError(2, "checkpoint pruned", os.path.join(p, MODEL_JSON))
     metas = [read_json(os.path.join(p, MODEL_JSON), "checkpoint config") for _, p in chosen]
     for (step, path), meta in zip(chosen, metas):
         diffs = meta_differences(meta, metas[-1], ignore=())
