@@ -293,3 +293,16 @@ def test_nextvlad_checkpoint_from_before_gating_bn_predicts_as_trained(tmp_path)
     names = [layer.name for layer in new.layers]
     assert all(f"branch{b}_gating_bn" in names for b in range(3))
     assert not new.get_layer("branch0_gating_squeeze").use_bias and not new.get_layer("branch0_gating_excite").use_bias
+
+
+def test_a_checkpoint_removed_while_loading_is_not_called_incomplete(tmp_path):
+    """A run that prunes (--keep) removes whole checkpoint directories: was 'it is incomplete; delete it'."""
+    model = small_model()
+    path = ck.save_checkpoint(tmp_path, 3, model, meta())
+    shutil.rmtree(path)
+    with pytest.raises(ConfigError, match="was removed while it was being loaded") as e:
+        ck.load_weights_into(model, path)
+    assert "incomplete" not in str(e.value)
+    os.makedirs(path)  # a directory without weights: that one is incomplete
+    with pytest.raises(ConfigError, match="it is incomplete; delete it"):
+        ck.load_weights_into(model, path)

@@ -208,6 +208,9 @@ def build_model(meta, dtype=None):
 def load_weights_into(model, ckpt):
     path = os.path.join(ckpt, WEIGHTS)
     if not os.path.isfile(path):
+        if not os.path.isdir(ckpt):  # checkpoints are written whole (atomic rename): this one was removed
+            raise ConfigError(f"checkpoint {ckpt} was removed while it was being loaded (a run still training "
+                              "prunes its oldest checkpoints: --keep): rerun, or name a checkpoint it keeps")
         raise ConfigError(f"checkpoint {ckpt} has no {WEIGHTS}: it is incomplete; delete it")
     import warnings
 
