@@ -7,6 +7,7 @@ import sys
 import tarfile
 
 import keras
+import numpy as np
 import pytest
 
 import submit as submit_cli
@@ -381,3 +382,16 @@ def test_the_3rd_place_models_go_through_average_submit_and_inference(frame_data
     with open(frame_data / "test_solution.csv", newline="") as f:
         assert len(rows) == len(list(csv.DictReader(f))) > 0
     assert all(len(r["LabelConfidencePairs"].split()) == 40 for r in rows)
+
+
+def test_a_cached_prediction_file_of_another_class_count_is_named(tmp_path):
+    """Was a ValueError traceback naming no file."""
+    from yt8m_kit.ensemble.candidates import open_scores
+    from yt8m_kit.errors import DataError
+    from yt8m_kit.evaluate.prediction_files import save_predictions
+
+    path = tmp_path / "float32-abc.h5"
+    save_predictions(str(path), ["a", "b"], np.zeros((2, 4716), np.float32), labels=[[1], [2]])
+    with pytest.raises(DataError, match=r"scores of shape \(2, 4716\) for 2 videos, not \(2, 3862\)") as e:
+        open_scores(str(path), [], None)
+    assert str(path) in str(e.value)

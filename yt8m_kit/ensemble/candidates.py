@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from yt8m_kit import NUM_CLASSES
 from yt8m_kit.data.records import data_signature
 from yt8m_kit.ensemble import search
 from yt8m_kit.errors import ConfigError, DataError
@@ -110,7 +111,14 @@ def open_scores(path, handles, ids0):
     handles.append(f)
     if "label_indptr" not in f:
         raise DataError("prediction file has no labels: --valid needs labelled data; delete it and rerun", file=path)
+    missing = [k for k in ("ids", "scores", "label_indices") if k not in f]
+    if missing:
+        raise DataError(f"prediction file lacks {', '.join(missing)}; delete it and rerun", file=path)
     ids = [i.decode("utf-8") if isinstance(i, bytes) else str(i) for i in f["ids"][:]]
+    if tuple(f["scores"].shape) != (len(ids), NUM_CLASSES):
+        raise DataError(f"prediction file holds scores of shape {tuple(f['scores'].shape)} for {len(ids)} videos, "
+                        f"not ({len(ids)}, {NUM_CLASSES}): not this toolkit's predictions of these runs; delete it "
+                        "and rerun", file=path)
     indptr, indices = f["label_indptr"][:], f["label_indices"][:]
     if ids0 is None or ids == ids0:
         return ids, f["scores"], indptr, indices
