@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/yt8m_averaging_real}
-DATA=../shared/data/yt8m_2018_video/validate
+DATA=${DATA:-${YT8M_DATA:-../shared/data/yt8m_2018_video}/validate}
 TRAIN="$DATA/validate00[0-7]?.tfrecord"
 HELD="$DATA/validate008?.tfrecord,$DATA/validate009?.tfrecord"
 PY=${PYTHON:-.venv/bin/python}

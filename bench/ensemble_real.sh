@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/yt8m_ensemble_real}
-DATA=${DATA:-../shared/data/yt8m_2018_video/validate}
+DATA=${DATA:-${YT8M_DATA:-../shared/data/yt8m_2018_video}/validate}
 TRAIN="$DATA/validate00[0-7]?.tfrecord"
 CHOOSE="$DATA/validate008?.tfrecord"
 REPORT="$DATA/validate009?.tfrecord"

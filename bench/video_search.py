@@ -28,8 +28,8 @@ from yt8m_kit.errors import ConfigError, DataError, cli_main  # noqa: E402
 from yt8m_kit.evaluate import metrics  # noqa: E402
 from yt8m_kit.fileio import atomic_open, atomic_path  # noqa: E402
 
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "..", "..", "shared", "data", "yt8m_2018_video", "validate")
+DEFAULT_DATA = os.path.join(os.environ.get("YT8M_DATA") or os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "yt8m_2018_video"), "validate")
 CHOOSE_SHARDS = range(80, 90)  # validate0080..0089: where the search compares configurations
 REPORT_SHARDS = range(90, 100)  # validate0090..0099: where the chosen one is reported
 

@@ -4,7 +4,7 @@ Fixtures (session-scoped, built once per test run):
 - frame_data: Path to a directory made by synth.generate(level="frame", videos=120, seed=0,
   shards=2, classes=50, short videos): train-0000x-of-00002.tfrecord, validate-*, test-*.
 - video_data: the same at video level.
-- real_video_dir: Path to ../shared/data/yt8m_2018_video/validate (skips when absent).
+- real_video_dir: Path to $YT8M_DATA/validate, else ../shared/data/yt8m_2018_video/validate (skips when absent).
 - ops: the loaded yt8m_kit.data.native op module (fails when a compiler is here but it is not built;
   skips without a compiler).
 The summary dict returned by synth.generate is in `<dir>/summary.json`.
@@ -23,7 +23,9 @@ from yt8m_kit.runtime import configure_process  # noqa: E402
 configure_process()  # as every command line does (the suite calls the library directly)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REAL_VIDEO_DIR = REPO_ROOT.parent / "shared" / "data" / "yt8m_2018_video" / "validate"
+from yt8m_kit.data.synth import real_data_dir  # noqa: E402
+
+REAL_VIDEO_DIR = real_data_dir() / "validate"  # $YT8M_DATA/validate, else ../shared/... beside the clone
 
 # Short videos keep the fixture small (~120 videos x ~20 frames x 1152 bytes per split).
 FIXTURE_VIDEOS = 120
@@ -56,7 +58,7 @@ def video_data(tmp_path_factory):
 def real_video_dir():
     """Path to the real 2018 video-level validate shards; skips the test when absent."""
     if not REAL_VIDEO_DIR.is_dir() or not any(REAL_VIDEO_DIR.glob("*.tfrecord")):
-        pytest.skip(f"real data not found at {REAL_VIDEO_DIR}")
+        pytest.skip(f"real data not found at {REAL_VIDEO_DIR} (set YT8M_DATA to the folder holding validate/)")
     return REAL_VIDEO_DIR
 
 

@@ -106,3 +106,13 @@ def test_cli_writes_and_rejects_bad_values(tmp_path, capsys):
         "test0000.tfrecord", "train0000.tfrecord", "validate0000.tfrecord"]
     assert synth.main(["--out", str(tmp_path / "p"), "--level", "video", "--videos", "4", "--classes", "0"]) == 2
     assert "classes must be in 1..3862" in capsys.readouterr().err
+
+
+def test_yt8m_data_points_the_real_data_lookups_elsewhere(tmp_path, monkeypatch):
+    """The real-data tests, benches and synth's default vocabulary look in $YT8M_DATA when it is set."""
+    from yt8m_kit.data import synth as synth_lib
+
+    monkeypatch.setenv("YT8M_DATA", str(tmp_path))
+    assert synth_lib.real_data_dir() == tmp_path and synth_lib.shared_vocabulary() is None
+    (tmp_path / "vocabulary.csv").write_text("Index,TrainVideoCount\n")
+    assert synth_lib.shared_vocabulary() == tmp_path / "vocabulary.csv"

@@ -50,10 +50,17 @@ SPLITS = ("train", "validate", "test")
 _SPLIT_CODE = {"train": 1, "validate": 2, "test": 3}
 
 
+def real_data_dir():
+    """Where the real 2018 video-level data is: $YT8M_DATA (a folder holding vocabulary.csv and validate/), else
+    ../shared/data/yt8m_2018_video beside this clone. The real-data tests and benches read it too."""
+    default = Path(__file__).resolve().parents[3] / "shared" / "data" / "yt8m_2018_video"
+    return Path(os.environ.get("YT8M_DATA") or default)
+
+
 def shared_vocabulary():
-    """The real 2018 vocabulary.csv in ../shared beside this clone when it is there, else None: the
-    command line's default (the library never looks for it by itself)."""
-    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "yt8m_2018_video" / "vocabulary.csv"
+    """The real 2018 vocabulary.csv of real_data_dir() when it is there, else None: the command line's
+    default (the library never looks for it by itself)."""
+    path = real_data_dir() / "vocabulary.csv"
     return path if path.is_file() else None
 
 
@@ -234,7 +241,7 @@ def build_parser():
                    help="keep only the C most frequent classes (default: all 3862)")
     p.add_argument("--vocabulary", default=None,
                    help="vocabulary.csv for class frequencies, or 'zipf' for a Zipf law over the 3862 classes "
-                        "(default: ../shared/data/yt8m_2018_video/vocabulary.csv beside this clone when it exists, "
+                        "(default: $YT8M_DATA/vocabulary.csv, else ../shared/data/yt8m_2018_video/vocabulary.csv beside this clone, when it exists, "
                         "else zipf; the demo passes zipf so that every clone generates the same data)")
     p.add_argument("--max-frames", type=int, default=360, help="longest video (default 360)")
     p.add_argument("--min-frames", type=int, default=None,
