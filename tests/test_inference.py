@@ -97,7 +97,10 @@ def test_shards_merge_exactly_once(run_dir, test_glob, tmp_path, capsys):
     capsys.readouterr()
     # a missing shard and a duplicated shard are both refused, and nothing is written
     assert merge.main([shards[0], "--output", str(tmp_path / "m1.csv"), "--data", test_glob]) == 2
-    assert "missing" in capsys.readouterr().err
+    err = capsys.readouterr().err  # the inputs blamed, not the output that was never written (was: "file m1.csv: ...")
+    assert f"the 1 input CSV(s) ({shards[0]}) do not hold exactly the videos of --data {test_glob}: " in err
+    assert "expected video(s) missing" in err and f"file {tmp_path / 'm1.csv'}" not in err
+    assert f"Nothing was written to {tmp_path / 'm1.csv'}" in err
     assert merge.main([shards[0], shards[0], "--output", str(tmp_path / "m2.csv")]) == 2
     assert "twice" in capsys.readouterr().err
     assert not (tmp_path / "m1.csv").exists() and not (tmp_path / "m2.csv").exists()

@@ -20,12 +20,24 @@ def merge(inputs, output, data=None):
         raise ConfigError("no shard CSVs given: list the files written by inference.py --shard i/n")
     if output in inputs:
         raise ConfigError(f"--output {output} is also an input: write the merged CSV elsewhere")
+    from yt8m_kit.errors import DataError
+
     expected = None
     if data:
         from yt8m_kit.data.dataset import read_ids_and_labels
 
         expected = read_ids_and_labels(data)[0]
-    return merge_csvs(list(inputs), output, expected_ids=expected)
+    try:
+        return merge_csvs(list(inputs), output, expected_ids=expected)
+    except DataError as e:
+        if e.file != output:  # an input's own fault, named as such
+            raise
+        # the merged rows against --data: the inputs are at fault, and the output was never written
+        what = str(e).split(": ", 1)[1].split(": a shard or batch was lost")[0].split(": wrong input")[0]
+        shown = ", ".join(inputs[:4]) + (f" and {len(inputs) - 4} more" if len(inputs) > 4 else "")
+        raise DataError(f"the {len(inputs)} input CSV(s) ({shown}) do not hold exactly the videos of --data {data}: "
+                        f"{what}. Is a shard missing, or one of another split? Nothing was written to "
+                        f"{output}") from None
 
 
 def build_parser():
