@@ -120,10 +120,12 @@ def test_all_frames_uses_every_frame_once(frame_model, frame_data):
         collect(frame_model, pattern, all_frames=True, repeats=3)
 
 
-def test_video_model_on_frame_data_gets_masked_mean(frame_data, video_data):
+def test_video_model_on_frame_data_gets_masked_mean(frame_data, video_data, capsys):
     model = probe_video_model()
     pattern = str(frame_data / "test*.tfrecord")
     _, scores, _ = collect(model, pattern, repeats=4)
+    # said, not silent (a video-level ensemble given frame-level files ran on the frames' mean without a word)
+    assert f"is video level and {pattern} holds frame-level records" in capsys.readouterr().err
     batches = raw_batches(pattern)
     means = np.concatenate([masked_mean(b["frames"], b["num_frames"]).numpy() for b in batches])
     np.testing.assert_allclose(scores, model({"features": means}).numpy(), rtol=1e-5, atol=1e-6)

@@ -22,6 +22,7 @@ Used by evaluation (`python -m yt8m_kit.evaluate --checkpoint`), the planner and
   Kaggle test set has thousands of shards; n may not exceed the number of files.
 """
 
+import sys
 import weakref
 
 import numpy as np
@@ -187,6 +188,9 @@ def predict_batches(model, pattern, *, repeats=1, seed=0, batch_size=DEFAULT_BAT
     if level == "frame" and data_level == "video":
         raise ConfigError(f"model {model.name!r} is frame level but {pattern} holds video-level "
                           "records: give it frame-level data, or use a video-level model")
+    if level == "video" and data_level == "frame":  # it works, but say so: the features are computed, not read
+        print(f"note: {model.name} is video level and {pattern} holds frame-level records: it reads each video's "
+              "mean of its real frames as its features (repeats change nothing)", file=sys.stderr)
     step = make_step(model, xla=xla, model_level_=level, data_level=data_level, repeats=repeats, seed=seed,
                      num_samples=num_samples, all_frames=all_frames)
     # Bounded memory whatever the test set's size: one frame count (300) for every batch (a
