@@ -1,5 +1,0 @@
-import sys
-
-from yt8m_kit.evaluate.cli import main
-
-sys.exit(main())

@@ -1,5 +1,0 @@
-import sys
-
-from yt8m_kit.train.cli import main
-
-sys.exit(main())
