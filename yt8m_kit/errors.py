@@ -15,7 +15,7 @@ class DataError(Yt8mError, ValueError):
     """A record or file that cannot be read as YouTube-8M; names file, record and value."""
 
     def __init__(self, message, file=None, record=None, value=None):
-        self.file, self.record, self.value = file, record, value
+        self.file, self.record, self.value, self.reason = file, record, value, message  # reason: without where
         where = []
         if file is not None:
             where.append(f"file {file}")

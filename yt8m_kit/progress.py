@@ -12,13 +12,14 @@ import time
 
 
 class Progress:
-    """update(current, values=[(name, number), ...]) with current in 0..total."""
+    """update(current, values=[(name, number), ...]) with current in 0..total; enabled=False: silent."""
 
-    def __init__(self, total, unit="step", stateful=(), quiet_if_not_tty=False, every=30.0, stream=None):
+    def __init__(self, total, unit="step", stateful=(), quiet_if_not_tty=False, every=30.0, stream=None,
+                 enabled=True):
         self.total, self.unit, self.every = int(total), unit, float(every)
         self.stream = stream or sys.stderr
-        tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.bar, self.plain = None, not tty and not quiet_if_not_tty
+        tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.bar, self.plain = None, enabled and not tty and not quiet_if_not_tty
         if tty:
             import keras
 

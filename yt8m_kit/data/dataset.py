@@ -34,7 +34,7 @@ from yt8m_kit.data import quantization as features
 from yt8m_kit.errors import ConfigError, DataError
 from yt8m_kit.data.parsing import Checks, dequantize, finish_batch, finish_native, parse_batch, parse_native  # noqa: F401
 from yt8m_kit.data.records import (BLOCK, FormatInfo, SkipReport, count_records, detect_format, list_files,  # noqa: F401
-                              read_records, record_stream, scan_file, split_key)
+                              op_error_text, read_records, record_stream, scan_file, split_key)
 from yt8m_kit.data.sampling import sample_frames, sample_indices, sample_repeats  # noqa: F401
 
 _MARK_OPEN, _MARK_CLOSE, _SEP = "<<YT8M||", "||YT8M>>", "||"
@@ -218,7 +218,7 @@ def to_data_error(err, files):
             if bad:
                 return DataError(f"corrupt record (CRC mismatch or truncated file): {bad}; re-download the "
                                  "file, or pass skip_bad=True to skip the rest of it", file=f, record=n)
-    first = msg.strip().splitlines()[0] if msg.strip() else type(err).__name__
+    first = op_error_text(err)
     where = f" in {files[0]}..{files[-1]}" if files else ""
     return DataError(f"cannot read the records{where}: {first}; run `python -m yt8m_kit.inspect PATTERN` "
                      "to locate the bad file and record")

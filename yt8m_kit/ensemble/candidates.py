@@ -5,7 +5,6 @@ fingerprint, data, precision, repeats, seed and frames all match) and its exact 
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -24,8 +23,9 @@ def _where_runs_are(runs_dir):
     return ""
 
 
-def find_runs(runs_dir):
-    """Run directories under `runs_dir` (each holding a checkpoint), sorted by name."""
+def find_runs(runs_dir, log=None):
+    """Run directories under `runs_dir` (each holding a checkpoint), sorted by name; `log` is told of the
+    directories skipped for having none (once: default_valid lists the runs too, silently)."""
     if not os.path.isdir(runs_dir):
         raise ConfigError(f"--runs {runs_dir} is not a directory: train models first "
                           f"(python -m yt8m_kit.train --out {runs_dir}/NAME ...)" + _where_runs_are(runs_dir))
@@ -36,11 +36,12 @@ def find_runs(runs_dir):
             if ckpt_lib.has_checkpoint(path):
                 ckpt_lib.resolve_checkpoint(path)  # a stale average is refused here, naming the run
                 runs.append(path)
-            else:
-                print(f"skipping {path}: no checkpoint in it (ckpt-*)", file=sys.stderr)
+            elif log is not None:
+                log(f"skipping {path}: no checkpoint in it (ckpt-*)")
     if not runs:
         raise ConfigError(f"no run with a checkpoint under {runs_dir} (looked for {runs_dir}/NAME/ckpt-*): train "
-                          f"models first (python -m yt8m_kit.train --out {runs_dir}/NAME ...)" + _where_runs_are(runs_dir))
+                          f"models first (python -m yt8m_kit.train --out {runs_dir}/NAME ...)"
+                          + _where_runs_are(runs_dir))
     return runs
 
 
@@ -136,7 +137,7 @@ def build_candidates(config, log, handles):
     from yt8m_kit.ensemble import artifact as ens_lib
 
     candidates, scores, models, ids0, labels = [], [], {}, None, None
-    for run_dir in find_runs(config.runs):
+    for run_dir in find_runs(config.runs, log):
         try:
             model, meta = ckpt_lib.load_model(run_dir)
         except ConfigError as e:  # e.g. a model.json naming a model this toolkit does not register

@@ -28,16 +28,15 @@ def merge(inputs, output, data=None):
 
         expected = read_ids_and_labels(data)[0]
     try:
-        return merge_csvs(list(inputs), output, expected_ids=expected)
+        return merge_csvs(list(inputs), output, expected_ids=expected,
+                          missing_advice="a shard missing from the inputs, or one of another split")
     except DataError as e:
         if e.file != output:  # an input's own fault, named as such
             raise
         # the merged rows against --data: the inputs are at fault, and the output was never written
-        what = str(e).split(": ", 1)[1].split(": a shard or batch was lost")[0].split(": wrong input")[0]
         shown = ", ".join(inputs[:4]) + (f" and {len(inputs) - 4} more" if len(inputs) > 4 else "")
         raise DataError(f"the {len(inputs)} input CSV(s) ({shown}) do not hold exactly the videos of --data {data}: "
-                        f"{what}. Is a shard missing, or one of another split? Nothing was written to "
-                        f"{output}") from None
+                        f"{e.reason}. Nothing was written to {output}") from None
 
 
 def build_parser():

@@ -145,8 +145,7 @@ def _rows(path, num_classes=None, max_pairs=None):
     except OSError as e:  # missing, a directory, unreadable: a message naming it, not a traceback
         raise DataError(f"cannot read this CSV: {e.strerror or e}", file=path) from None
     except UnicodeDecodeError:  # a binary file given as a CSV (a .h5 prediction file, a TFRecord)
-        raise DataError("not a text CSV: it holds bytes that are not UTF-8 (a .h5 or TFRecord file?)",
-                        file=path) from None
+        raise DataError("not a text CSV: it holds bytes that are not UTF-8 (a .h5 or TFRecord?)", file=path) from None
 
 
 def _parse_pairs(tokens, where):
@@ -192,11 +191,11 @@ def read_csv(path, *, num_classes=None, max_pairs=None):
         yield video_id, labels, confs
 
 
-def _expected_fingerprints(path, found, expected_ids, rows_path=None):
+def _expected_fingerprints(path, found, expected_ids, rows_path=None, missing_advice=None):
     """DataError unless the CSV's fingerprints `found` (unique, sorted) are exactly the expected ids'.
 
     expected_ids: an IdSet (e.g. CsvWriter.ids; missing ids cannot be named then) or ids.
-    rows_path: where the CSV's rows are read to name extra ids (default `path`).
+    rows_path: where the CSV's rows are read to name extra ids (default `path`); missing_advice: why ids lack.
     """
     named = None if isinstance(expected_ids, IdSet) else expected_ids
     expected = expected_ids if isinstance(expected_ids, IdSet) else IdSet(expected_ids)
@@ -214,8 +213,8 @@ def _expected_fingerprints(path, found, expected_ids, rows_path=None):
             examples = f"e.g. {sorted(i for i in map(video_id_str, named) if fingerprint(i) in lost)[:5]}"
         else:
             examples = "ids not kept in memory, only their fingerprints: compare the CSV with the input data"
-        raise DataError(f"{missing.size} expected video(s) missing, {examples}: a shard or batch was lost, "
-                        "or the file changed after it was written; rerun it", file=path)
+        raise DataError(f"{missing.size} expected video(s) missing, {examples}: " + (missing_advice or "a shard or "
+                        "batch was lost, or the file changed after it was written; rerun it"), file=path)
     extra = found[~in_sorted(want, found)]
     if extra.size:
         strays = set(extra.tolist())
@@ -277,7 +276,7 @@ def _first_row(paths, video_id, stop):
     return None
 
 
-def merge_csvs(inputs, output, expected_ids=None, num_classes=NUM_CLASSES):
+def merge_csvs(inputs, output, expected_ids=None, num_classes=NUM_CLASSES, missing_advice=None):
     """Merge shard CSVs into `output` (atomic), each video exactly once -> summary dict.
 
     A video in two inputs, a malformed row, or (with expected_ids) a missing or extra video is a
@@ -296,5 +295,6 @@ def merge_csvs(inputs, output, expected_ids=None, num_classes=NUM_CLASSES):
                 writer.write_row(video_id, labels, confs)
         if expected_ids is not None:
             writer._file.flush()
-            _expected_fingerprints(output, writer.ids.fingerprints(), expected_ids, rows_path=writer._file.name)
+            _expected_fingerprints(output, writer.ids.fingerprints(), expected_ids, rows_path=writer._file.name,
+                                   missing_advice=missing_advice)
     return {"output": str(output), "inputs": len(inputs), "rows": writer.rows}

@@ -178,14 +178,12 @@ def average_checkpoints(run_dir, last=None, steps=None, out=None, bn_batches=BN_
         try:
             return _average(run_dir, last, steps, out, bn_batches, train, log)
         except FileNotFoundError as e:
-            left = list_checkpoints(run_dir) if os.path.isdir(run_dir) else []
             if attempt + 1 == attempts or not os.path.isdir(run_dir):
                 raise ConfigError(f"{e.filename or e} disappeared while it was read, {attempts} times: is {run_dir} "
                                   "being trained with a small --keep? Average once it pauses, or with --steps of "
                                   "checkpoints it keeps") from None
             if log:
-                log(f"note: a checkpoint was pruned while it was read ({e.filename}); choosing again from "
-                    f"{len(left)} checkpoint(s)")
+                log(f"note: a checkpoint was pruned while it was read ({e.filename}); choosing again")
 
 
 def _average(run_dir, last, steps, out, bn_batches, train, log):

@@ -190,20 +190,6 @@ def log_scalars(writer, step, values):
             tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=meta)
 
 
-class _Progress:
-    """The trainer's progress on stderr (stdout carries the result JSON): a bar on a terminal, else plain lines."""
-
-    def __init__(self, total, start, enabled):
-        from yt8m_kit.progress import Progress
-
-        self.bar = Progress(total, "step", stateful=("loss", "ex/s", "gap")) if enabled else None
-        self.update(start, [])
-
-    def update(self, step, values):
-        if self.bar is not None:
-            self.bar.update(step, values)
-
-
 def run_loop(config, strategy, is_chief, level, total, model, optimizer):
     import numpy as np
     import tensorflow as tf
@@ -225,7 +211,10 @@ def run_loop(config, strategy, is_chief, level, total, model, optimizer):
     batches = iter(strategy.experimental_distribute_dataset(ds))
     train_step = make_train_step(strategy, model, optimizer, config)
     writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if is_chief else None
-    progress = _Progress(total, start, config.progress and is_chief)
+    from yt8m_kit.progress import Progress
+
+    progress = Progress(total, "step", stateful=("loss", "ex/s", "gap"), enabled=config.progress and is_chief)
+    progress.update(start)  # on a terminal, the bar starts at the resumed step
     from yt8m_kit.train.config import checkpoint_spacing
 
     every = config.checkpoint_every or checkpoint_spacing(total)
